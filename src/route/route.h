@@ -1,0 +1,124 @@
+/* route: the cross-node route planner and its dataplane writer.
+ *
+ * The planner turns Node objects (podCIDRs, InternalIPs) into the desired kernel state
+ * for this node, per routing mode:
+ *   host-gw  remote podCIDR via the remote node's InternalIP (only when that address is on
+ *            a directly connected subnet; otherwise the node is reported unroutable);
+ *   vxlan    a VXLAN device twill.<VNI>; per remote node a route onlink via the remote VTEP
+ *            address (its podCIDR's network address), a permanent neighbour entry and an
+ *            FDB entry (Flannel's scheme);
+ *   mixed    host-gw where the node is directly connected, vxlan elsewhere.
+ * The writer diffs desired against the kernel (routes with protocol TWILL_RTPROT_NODE,
+ * neighbours and FDB entries of twill's VXLAN device) and applies only the difference. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+enum route_mode { ROUTE_HOST_GW, ROUTE_VXLAN, ROUTE_MIXED };
+const char *route_mode_name(enum route_mode m);
+int route_mode_parse(const char *s); /* enum route_mode or -1 */
+
+struct route_cfg {
+	const char *node_name;
+	enum route_mode mode;
+	uint32_t vni;	   /* default TWILL_VXLAN_DEFAULT_VNI */
+	uint16_t port;	   /* default TWILL_VXLAN_DEFAULT_PORT */
+};
+
+struct route_planner;
+struct route_planner *route_planner_new(struct store *s, const struct route_cfg *cfg);
+void route_planner_free(struct route_planner *rp);
+bool route_planner_dirty(const struct route_planner *rp);
+/* Reconcile the kernel with the desired state (first call dumps the kernel). 0 or -errno. */
+int route_planner_sync(struct route_planner *rp);
+
+/* ---- status, for the agent (status.json, node.json) ---- */
+enum route_via { ROUTE_VIA_NONE, ROUTE_VIA_HOST_GW, ROUTE_VIA_VXLAN };
+const char *route_via_name(enum route_via v); /* "none", "host-gw", "vxlan" */
+
+struct route_peer_info {
+	const char *node;
+	struct ipaddr ip; /* family 0 when the Node has no address */
+	size_t npod_cidrs;
+	const struct ipprefix *pod_cidrs;
+	enum route_via via;
+	const char *status; /* "ok" or "unroutable: <why>" */
+};
+/* Visit the remote nodes in name order; stops when fn returns non-zero (and returns that). */
+int route_planner_foreach_peer(const struct route_planner *rp,
+			       int (*fn)(const struct route_peer_info *p, void *arg), void *arg);
+/* Problems of this node's own plan or of the last sync (NULL-terminated array of messages,
+ * valid until the next sync). */
+const char *const *route_planner_errors(const struct route_planner *rp);
+/* MTU of the underlay interface (the one holding this node's InternalIP); 0 until known. */
+unsigned route_planner_underlay_mtu(const struct route_planner *rp);
+/* Re-read the kernel on the next sync (periodic drift repair, SIGHUP). */
+void route_planner_request_resync(struct route_planner *rp);
+
+/* ---- the planner's pure parts (no kernel; unit-tested) ---- */
+
+/* 0e:74:<the 4 bytes of the IPv4 address> (locally administered, unicast). */
+void route_vtep_mac(const struct ipaddr *ip, uint8_t mac[6]);
+/* "aa:bb:cc:dd:ee:ff" (case-insensitive). 0 or -EINVAL. */
+int route_mac_parse(const char *s, uint8_t mac[6]);
+
+/* A subnet directly connected to this node (an address's prefix) and its interface. */
+struct route_conn {
+	struct ipprefix prefix;
+	int ifindex;
+};
+/* Interface of the longest connected subnet containing ip, or 0 when none does. */
+int route_connected_ifindex(const struct route_conn *conn, size_t nconn, const struct ipaddr *ip);
+
+/* One kernel entry the writer manages. Keys: route (dst, priority); neighbour (ifindex, dst);
+ * FDB (ifindex, mac, dst). */
+enum rt_kind { RT_ROUTE, RT_NEIGH, RT_FDB };
+struct rt_entry {
+	enum rt_kind kind;
+	struct ipprefix dst; /* route: destination; neighbour: the neighbour's address /32 */
+	struct ipaddr gw;    /* route: gateway; FDB: the remote VTEP's underlay address */
+	uint8_t mac[6];	     /* neighbour: lladdr; FDB: the remote VTEP's MAC */
+	int oif;	     /* route: output interface; neighbour, FDB: the device */
+	bool onlink;	     /* route */
+	uint32_t priority;   /* route */
+};
+struct rt_set {
+	size_t n, cap;
+	struct rt_entry *v;
+};
+void rt_set_add(struct rt_set *s, const struct rt_entry *e);
+void rt_set_clear(struct rt_set *s);
+void rt_set_free(struct rt_set *s);
+int rt_entry_key_cmp(const struct rt_entry *a, const struct rt_entry *b);
+bool rt_entry_same(const struct rt_entry *a, const struct rt_entry *b); /* key and value */
+void rt_set_sort(struct rt_set *s); /* by key */
+const char *rt_entry_fmt(const struct rt_entry *e, char *buf, size_t size);
+
+/* desired vs current -> the minimal changes: entries to add (key absent), to replace (key
+ * present, value differs; the desired entry), to delete (key not desired; the current
+ * entry).  Inputs need not be sorted; duplicate desired keys keep the first. */
+void rt_diff(const struct rt_set *desired, const struct rt_set *current, struct rt_set *add,
+	     struct rt_set *replace, struct rt_set *del);
+
+/* What this node knows about itself, for planning. */
+struct route_self {
+	enum route_mode mode;
+	struct ipaddr ip;		 /* this node's InternalIP; family 0 = unknown */
+	const struct route_conn *conn;	 /* directly connected subnets */
+	size_t nconn;
+	int vxlan_index;		 /* ifindex of twill.<VNI>, 0 = not there (yet) */
+};
+struct route_peer_in {
+	const char *name;
+	struct ipaddr ip; /* family 0 = none */
+	size_t npod_cidrs;
+	struct ipprefix pod_cidrs[2];
+	bool has_mac;
+	uint8_t mac[6]; /* twill.io/vtep-mac when has_mac */
+};
+/* The entries for one remote node, appended to out.  Returns how it is reached; for
+ * ROUTE_VIA_NONE `why` says why (without the "unroutable: " prefix). */
+enum route_via route_plan_peer(const struct route_self *self, const struct route_peer_in *p,
+			       struct rt_set *out, char *why, size_t whylen);
