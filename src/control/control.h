@@ -10,13 +10,20 @@
  *     then fewest pods, then node name);
  *   - one EndpointSlice per Service with a selector, from the matching Pods' IPs and
  *     readiness (seed 001).
- * Earlier decisions found in .twill/ are kept: a restart allocates nothing twice. */
+ * Earlier decisions found in .twill/ are kept: a restart allocates nothing twice.
+ * The first controller_sync() after taking the lead also reconciles the files already in
+ * .twill/ (removing those whose object is gone), so load the store before that sync. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "lib/ip.h"
 #include "store/store.h"
+
+/* Value of the endpointslice.kubernetes.io/managed-by label on the EndpointSlices the
+ * controller writes (a label value: no '/', hence not "twill.io/controller"; shaped like
+ * Kubernetes' own "endpointslice-controller.k8s.io"). */
+#define CONTROL_MANAGED_BY "controller.twill.io"
 
 struct controller_cfg {
 	const char *manifest_dir;

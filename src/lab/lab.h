@@ -33,7 +33,7 @@ struct lab_pod {
 	char *node;	  /* NULL until scheduled */
 	struct ipaddr ip; /* family 0 until the runtime published it */
 	bool ready;
-	uint16_t port;	  /* first declared TCP port, 80 if none */
+	uint16_t port; /* first declared TCP port, 80 if none */
 	bool host_network;
 };
 struct lab_pods {
@@ -51,7 +51,7 @@ int lab_view_process(struct lab_view *v); /* after lab_view_fd is readable */
 /* Snapshot of the pods, sorted by namespace/name. */
 void lab_view_pods(const struct lab_view *v, struct lab_pods *out);
 
-char *lab_dir(const char *lab);		/* /run/twill/lab/<lab> */
+char *lab_dir(const char *lab);		 /* /run/twill/lab/<lab> */
 char *lab_manifest_dir(const char *lab); /* .../manifests */
 char *lab_node_state_dir(const char *lab, const char *node);
 char *lab_netns_name(const char *lab, const char *suffix);

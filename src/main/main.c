@@ -22,13 +22,14 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "twill %s: Kubernetes node networking (CNI, routing, lab)\n\n"
-		   "usage: twill <command> [options]\n\n"
-		   "  agent   run the node agent (routes between nodes; --help for options)\n"
-		   "  cni     act as the CNI plugin (also when CNI_COMMAND is set)\n"
-		   "  lab     build and drive a multi-node lab in network namespaces\n"
-		   "  status  show a node agent's status (--state-dir DIR, -o json)\n"
-		   "  version print the version\n",
+	fprintf(f,
+		"twill %s: Kubernetes node networking (CNI, routing, lab)\n\n"
+		"usage: twill <command> [options]\n\n"
+		"  agent   run the node agent (routes between nodes; --help for options)\n"
+		"  cni     act as the CNI plugin (also when CNI_COMMAND is set)\n"
+		"  lab     build and drive a multi-node lab in network namespaces\n"
+		"  status  show a node agent's status (--state-dir DIR, -o json)\n"
+		"  version print the version\n",
 		TWILL_VERSION);
 }
 
@@ -62,10 +63,10 @@ static const char *jlist(json_object *o, const char *key, char *buf, size_t size
 static int status_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"state-dir", required_argument, NULL, 's'},
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"state-dir", required_argument, NULL, 's'},
+	    {"output", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *dir = TWILL_DEFAULT_STATE_DIR, *fmt = "table";
 	int c;
@@ -97,8 +98,9 @@ static int status_main(int argc, char **argv)
 	size_t len;
 	int r = file_read(path, &data, &len);
 	if (r < 0) {
-		fprintf(stderr, "twill status: cannot read %s: %s (is the agent running with "
-				"--state-dir %s?)\n",
+		fprintf(stderr,
+			"twill status: cannot read %s: %s (is the agent running with "
+			"--state-dir %s?)\n",
 			path, strerror(-r), dir);
 		free(path);
 		return 1;
@@ -145,7 +147,8 @@ static int status_main(int argc, char **argv)
 	    json_object_is_type(errs, json_type_array) && json_object_array_length(errs)) {
 		printf("\nerrors:\n");
 		for (size_t i = 0; i < json_object_array_length(errs); i++)
-			printf("  %s\n", json_object_get_string(json_object_array_get_idx(errs, i)));
+			printf("  %s\n",
+			       json_object_get_string(json_object_array_get_idx(errs, i)));
 	}
 	json_object_put(j);
 	free(data);

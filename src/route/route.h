@@ -23,8 +23,8 @@ int route_mode_parse(const char *s); /* enum route_mode or -1 */
 struct route_cfg {
 	const char *node_name;
 	enum route_mode mode;
-	uint32_t vni;	   /* default TWILL_VXLAN_DEFAULT_VNI */
-	uint16_t port;	   /* default TWILL_VXLAN_DEFAULT_PORT */
+	uint32_t vni;  /* default TWILL_VXLAN_DEFAULT_VNI */
+	uint16_t port; /* default TWILL_VXLAN_DEFAULT_PORT */
 };
 
 struct route_planner;
@@ -93,7 +93,7 @@ void rt_set_clear(struct rt_set *s);
 void rt_set_free(struct rt_set *s);
 int rt_entry_key_cmp(const struct rt_entry *a, const struct rt_entry *b);
 bool rt_entry_same(const struct rt_entry *a, const struct rt_entry *b); /* key and value */
-void rt_set_sort(struct rt_set *s); /* by key */
+void rt_set_sort(struct rt_set *s);					/* by key */
 const char *rt_entry_fmt(const struct rt_entry *e, char *buf, size_t size);
 
 /* desired vs current -> the minimal changes: entries to add (key absent), to replace (key
@@ -105,10 +105,10 @@ void rt_diff(const struct rt_set *desired, const struct rt_set *current, struct 
 /* What this node knows about itself, for planning. */
 struct route_self {
 	enum route_mode mode;
-	struct ipaddr ip;		 /* this node's InternalIP; family 0 = unknown */
-	const struct route_conn *conn;	 /* directly connected subnets */
+	struct ipaddr ip;	       /* this node's InternalIP; family 0 = unknown */
+	const struct route_conn *conn; /* directly connected subnets */
 	size_t nconn;
-	int vxlan_index;		 /* ifindex of twill.<VNI>, 0 = not there (yet) */
+	int vxlan_index; /* ifindex of twill.<VNI>, 0 = not there (yet) */
 };
 struct route_peer_in {
 	const char *name;

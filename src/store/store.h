@@ -71,10 +71,16 @@ struct smap {
 	size_t n, nbuckets;
 	struct smap_node **b;
 };
-#define SMAP_INIT {0, 0, NULL}
+#define SMAP_INIT                                                                                  \
+	{                                                                                          \
+		0, 0, NULL                                                                         \
+	}
 void *smap_get(const struct smap *m, const char *key);
 /* Find or insert key; returns the value slot (NULL for a new key). */
 void **smap_slot(struct smap *m, const char *key, bool *created);
+/* As a set: add key (value (void *)1 unless it has one), test for key. */
+void smap_add(struct smap *m, const char *key);
+bool smap_has(const struct smap *m, const char *key);
 /* Remove key; returns its value (NULL if absent). */
 void *smap_del(struct smap *m, const char *key);
 /* Remove everything, calling free_val (if not NULL) on each value. */
@@ -93,8 +99,8 @@ struct source_dir;
  * Errors in files go to diag.  NULL + errno if the directory cannot be watched. */
 struct source_dir *source_dir_open(struct store *s, const char *dir, diag_fn diag, void *arg);
 void source_dir_close(struct source_dir *src);
-int source_dir_fd(const struct source_dir *src);  /* inotify fd, for the event loop */
-int source_dir_scan(struct source_dir *src);      /* (re)load everything; initial load */
-int source_dir_process(struct source_dir *src);   /* drain inotify, reload changed files */
+int source_dir_fd(const struct source_dir *src); /* inotify fd, for the event loop */
+int source_dir_scan(struct source_dir *src);	 /* (re)load everything; initial load */
+int source_dir_process(struct source_dir *src);	 /* drain inotify, reload changed files */
 /* Name of the overlay directory inside the manifest directory. */
 #define SOURCE_OVERLAY_DIR ".twill"

@@ -932,16 +932,20 @@ static void kernel_peer_netns(void)
 	CK(l.mtu == 1450 && !memcmp(l.mac, MAC1, 6));
 	int eth0 = l.index;
 
-	/* enter/leave, and sysctls are per namespace */
-	CK0(sysctl_write("net.ipv4.ip_forward", "1"));
-	char v[16];
+	/* enter/leave, and sysctls are per namespace.  A new namespace may inherit the
+	 * host's value (net.core.devconf_inherit_init_net), so flip whatever ns1 has and
+	 * check that ns2 keeps its own. */
+	char v[16], before[16];
+	CK0(sysctl_read("net.ipv4.ip_forward", before, sizeof(before)));
+	const char *flip = strcmp(before, "1") ? "1" : "0";
+	CK0(sysctl_write("net.ipv4.ip_forward", flip));
 	CK0(sysctl_read("net.ipv4.ip_forward", v, sizeof(v)));
-	CK(!strcmp(v, "1"));
+	CK(!strcmp(v, flip));
 	int saved = -1;
 	CK0(netns_enter(ns2, &saved));
 	CK(own_ns_inode() == ns_inode(ns2));
 	CK0(sysctl_read("net.ipv4.ip_forward", v, sizeof(v)));
-	CK(!strcmp(v, "0"));
+	CK(!strcmp(v, before));
 	struct nl_sock *s3 = nl_open();
 	CK(s3);
 	CK0(nl_link_get(s3, "eth0", &l));

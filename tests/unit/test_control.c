@@ -1,0 +1,510 @@
+/* Unit tests for control/: podCIDR allocation (stable across restarts, no duplicates,
+ * release), scheduling spread, EndpointSlices (ready/not ready, named ports, placeholder,
+ * removal) and the leader lock. */
+#include <errno.h>
+#include <glob.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h> /* after setjmp.h, stdarg.h, stddef.h, stdint.h */
+
+#include "control/control.h"
+#include "lib/util.h"
+#include "store/store.h"
+
+struct env {
+	char dir[256];
+	struct store *s;
+	struct source_dir *src;
+	struct controller *c;
+};
+
+static void put(const struct env *e, const char *rel, const char *content)
+{
+	char *p = xasprintf("%s/%s", e->dir, rel);
+	assert_int_equal(file_write_atomic(p, content, strlen(content)), 0);
+	free(p);
+}
+
+static bool exists(const struct env *e, const char *rel)
+{
+	char *p = xasprintf("%s/%s", e->dir, rel);
+	bool r = !access(p, F_OK);
+	free(p);
+	return r;
+}
+
+static ino_t inode(const struct env *e, const char *rel)
+{
+	char *p = xasprintf("%s/%s", e->dir, rel);
+	struct stat st;
+	assert_int_equal(stat(p, &st), 0);
+	free(p);
+	return st.st_ino;
+}
+
+static void env_open(struct env *e)
+{
+	e->s = store_new();
+	e->src = source_dir_open(e->s, e->dir, NULL, NULL);
+	assert_non_null(e->src);
+	assert_int_equal(source_dir_scan(e->src), 0);
+	struct controller_cfg cfg = {.manifest_dir = e->dir};
+	e->c = controller_new(e->s, &cfg);
+	assert_non_null(e->c);
+}
+
+static void env_close(struct env *e)
+{
+	controller_free(e->c);
+	source_dir_close(e->src);
+	store_free(e->s);
+	e->c = NULL;
+	e->src = NULL;
+	e->s = NULL;
+}
+
+static void env_init(struct env *e)
+{
+	snprintf(e->dir, sizeof(e->dir), "/tmp/twill-test-control-%d-XXXXXX", (int)getpid());
+	assert_non_null(mkdtemp(e->dir));
+	env_open(e);
+}
+
+static void env_fini(struct env *e)
+{
+	env_close(e);
+	rm_rf(e->dir);
+}
+
+/* Run controller and source to a fixed point (bounded). */
+static void settle(struct env *e)
+{
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(source_dir_scan(e->src), 0);
+		if (!controller_dirty(e->c))
+			return;
+		assert_int_equal(controller_sync(e->c), 0);
+	}
+	fail_msg("controller did not settle");
+}
+
+static const char *cidr_of(const struct env *e, const char *node, char buf[IP_STRLEN])
+{
+	const struct object *n = store_get(e->s, KIND_NODE, NULL, node);
+	if (!n || !n->node.npod_cidrs)
+		return "none";
+	return prefix_fmt(&n->node.pod_cidrs[0], buf);
+}
+
+#define NODE(n) "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: " n "\n"
+#define NODE_CIDR(n, c)                                                                            \
+	"---\napiVersion: v1\nkind: Node\nmetadata:\n  name: " n "\nspec:\n  podCIDR: " c "\n"
+
+static void test_alloc(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	char b[IP_STRLEN];
+	put(&e, "nodes.yaml", NODE("c") NODE("a") NODE_CIDR("d", "10.244.1.0/24") NODE("b"));
+	assert_int_equal(source_dir_scan(e.src), 0);
+	/* not leading: nothing happens */
+	assert_false(controller_dirty(e.c));
+	assert_int_equal(controller_sync(e.c), 0);
+	assert_false(exists(&e, ".twill/node.a.json"));
+
+	assert_true(controller_try_lead(e.c));
+	assert_true(controller_is_leader(e.c));
+	settle(&e);
+	assert_string_equal(cidr_of(&e, "a", b), "10.244.0.0/24");
+	assert_string_equal(cidr_of(&e, "b", b), "10.244.2.0/24"); /* .1 is d's */
+	assert_string_equal(cidr_of(&e, "c", b), "10.244.3.0/24");
+	assert_string_equal(cidr_of(&e, "d", b), "10.244.1.0/24");
+	assert_true(exists(&e, ".twill/node.a.json"));
+	assert_false(exists(&e, ".twill/node.d.json"));
+	ino_t ia = inode(&e, ".twill/node.a.json");
+
+	/* restart: a new controller reads the existing allocations and changes nothing */
+	env_close(&e);
+	env_open(&e);
+	assert_true(controller_try_lead(e.c));
+	settle(&e);
+	assert_string_equal(cidr_of(&e, "a", b), "10.244.0.0/24");
+	assert_string_equal(cidr_of(&e, "b", b), "10.244.2.0/24");
+	assert_string_equal(cidr_of(&e, "c", b), "10.244.3.0/24");
+	assert_true(ia == inode(&e, ".twill/node.a.json")); /* not rewritten */
+
+	/* a new node gets the next free subnet */
+	put(&e, "more.yaml", NODE("e"));
+	settle(&e);
+	assert_string_equal(cidr_of(&e, "e", b), "10.244.4.0/24");
+
+	/* a node leaves: its file goes, its subnet is free again and reused lowest-first */
+	put(&e, "nodes.yaml", NODE("c") NODE_CIDR("d", "10.244.1.0/24") NODE("b"));
+	settle(&e);
+	assert_false(exists(&e, ".twill/node.a.json"));
+	put(&e, "more.yaml", NODE("e") NODE("f"));
+	settle(&e);
+	assert_string_equal(cidr_of(&e, "f", b), "10.244.0.0/24");
+
+	/* more nodes: fresh subnets, never one twice */
+	put(&e, "more.yaml", NODE("e") NODE("f") NODE("g") NODE("h"));
+	settle(&e);
+	const char *names[] = {"b", "c", "d", "e", "f", "g", "h"};
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		for (size_t j = i + 1; j < ARRAY_SIZE(names); j++) {
+			char x[IP_STRLEN], y[IP_STRLEN];
+			assert_string_not_equal(cidr_of(&e, names[i], x), cidr_of(&e, names[j], y));
+		}
+	assert_string_equal(cidr_of(&e, "g", b), "10.244.5.0/24");
+	env_fini(&e);
+}
+
+static void test_alloc_exhausted(void **state)
+{
+	(void)state;
+	struct env e;
+	snprintf(e.dir, sizeof(e.dir), "/tmp/twill-test-control-%d-XXXXXX", (int)getpid());
+	assert_non_null(mkdtemp(e.dir));
+	e.s = store_new();
+	e.src = source_dir_open(e.s, e.dir, NULL, NULL);
+	struct controller_cfg cfg = {.manifest_dir = e.dir, .ncluster_cidrs = 1};
+	assert_int_equal(prefix_parse("10.9.0.0/23", &cfg.cluster_cidrs[0]), 0);
+	cfg.node_cidr_len[0] = 24;
+	e.c = controller_new(e.s, &cfg);
+	assert_non_null(e.c);
+	assert_true(controller_try_lead(e.c));
+	put(&e, "n.yaml", NODE("a") NODE("b") NODE("c"));
+	settle(&e);
+	char b[IP_STRLEN];
+	assert_string_equal(cidr_of(&e, "a", b), "10.9.0.0/24");
+	assert_string_equal(cidr_of(&e, "b", b), "10.9.1.0/24");
+	assert_string_equal(cidr_of(&e, "c", b), "none");
+	/* a frees its subnet: c gets it */
+	put(&e, "n.yaml", NODE("b") NODE("c"));
+	settle(&e);
+	assert_string_equal(cidr_of(&e, "c", b), "10.9.0.0/24");
+	env_fini(&e);
+}
+
+static int count_on(const struct object *o, void *arg)
+{
+	size_t *counts = arg; /* n1, n2, n3, unscheduled */
+	const char *n = o->pod.node_name;
+	if (!n)
+		counts[3]++;
+	else if (!strcmp(n, "n1"))
+		counts[0]++;
+	else if (!strcmp(n, "n2"))
+		counts[1]++;
+	else if (!strcmp(n, "n3"))
+		counts[2]++;
+	return 0;
+}
+
+#define DEPLOY(name, n)                                                                            \
+	"---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: " name "\nspec:\n"         \
+	"  replicas: " n "\n  selector:\n    matchLabels:\n      app: " name "\n  template:\n"     \
+	"    metadata:\n      labels:\n        app: " name "\n    spec:\n      containers:\n"      \
+	"      - name: c\n        image: x\n        ports:\n        - name: http\n"                \
+	"          containerPort: 8080\n"
+
+static void test_schedule(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	assert_true(controller_try_lead(e.c));
+	put(&e, "nodes.yaml", NODE("n3") NODE("n1") NODE("n2"));
+	put(&e, "web.yaml", DEPLOY("web", "3"));
+	settle(&e);
+	size_t counts[4] = {0};
+	store_foreach(e.s, KIND_POD, count_on, counts);
+	assert_int_equal(counts[0], 1);
+	assert_int_equal(counts[1], 1);
+	assert_int_equal(counts[2], 1);
+	assert_int_equal(counts[3], 0);
+	assert_true(exists(&e, ".twill/pod.default.web-0.sched.json"));
+
+	/* a second owner spreads on its own; a pinned pod counts where it is */
+	put(&e, "pinned.yaml",
+	    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pinned\nspec:\n"
+	    "  nodeName: n1\n  hostNetwork: true\n  containers:\n  - name: c\n"
+	    "    image: x\n");
+	put(&e, "api.yaml", DEPLOY("api", "3"));
+	settle(&e);
+	memset(counts, 0, sizeof(counts));
+	store_foreach(e.s, KIND_POD, count_on, counts);
+	assert_int_equal(counts[0], 3); /* web, api, pinned */
+	assert_int_equal(counts[1], 2);
+	assert_int_equal(counts[2], 2);
+	const char *api_nodes[3];
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "api-%d", i);
+		api_nodes[i] = store_get(e.s, KIND_POD, "default", name)->pod.node_name;
+	}
+	assert_string_not_equal(api_nodes[0], api_nodes[1]);
+	assert_string_not_equal(api_nodes[0], api_nodes[2]);
+	assert_string_not_equal(api_nodes[1], api_nodes[2]);
+
+	/* stable across a restart */
+	const char *w0 = store_get(e.s, KIND_POD, "default", "web-0")->pod.node_name;
+	char keep[16];
+	snprintf(keep, sizeof(keep), "%s", w0);
+	env_close(&e);
+	env_open(&e);
+	assert_true(controller_try_lead(e.c));
+	settle(&e);
+	assert_string_equal(store_get(e.s, KIND_POD, "default", "web-0")->pod.node_name, keep);
+
+	/* scale down: the pod's scheduling file goes */
+	put(&e, "web.yaml", DEPLOY("web", "2"));
+	settle(&e);
+	assert_false(exists(&e, ".twill/pod.default.web-2.sched.json"));
+	assert_true(exists(&e, ".twill/pod.default.web-1.sched.json"));
+
+	/* a node goes: the pods we placed there move */
+	put(&e, "nodes.yaml", NODE("n1") NODE("n2"));
+	settle(&e);
+	memset(counts, 0, sizeof(counts));
+	store_foreach(e.s, KIND_POD, count_on, counts);
+	assert_int_equal(counts[2], 0);
+	assert_int_equal(counts[0] + counts[1], 6);
+	env_fini(&e);
+}
+
+/* ---- EndpointSlices ---- */
+
+#define POD(name, app, port)                                                                       \
+	"---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: " name "\n  labels:\n    app: " app    \
+	"\nspec:\n  nodeName: n1\n  containers:\n  - name: c\n    image: x\n    ports:\n"          \
+	"    - name: http\n      containerPort: " port "\n"
+
+#define STATUS(name, ip, ready)                                                                    \
+	"{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"" name "\"},"            \
+	"\"status\":{\"phase\":\"Running\",\"podIP\":\"" ip "\",\"podIPs\":[{\"ip\":\"" ip "\"}]," \
+	"\"conditions\":[{\"type\":\"Ready\",\"status\":\"" ready "\"}]}}"
+
+struct slices {
+	const char *svc;
+	size_t n;
+	const struct object *v[8];
+};
+
+static int collect_slices(const struct object *o, void *arg)
+{
+	struct slices *s = arg;
+	if (o->eps.service && !strcmp(o->eps.service, s->svc) && s->n < 8)
+		s->v[s->n++] = o;
+	return 0;
+}
+
+static struct slices slices_of(const struct env *e, const char *svc)
+{
+	struct slices s = {.svc = svc};
+	store_foreach(e->s, KIND_ENDPOINTSLICE, collect_slices, &s);
+	return s;
+}
+
+static const struct endpoint *find_ep(const struct slices *s, const char *pod, uint16_t *port)
+{
+	for (size_t i = 0; i < s->n; i++)
+		for (size_t j = 0; j < s->v[i]->eps.nendpoints; j++) {
+			const struct endpoint *ep = &s->v[i]->eps.endpoints[j];
+			if (ep->target_pod && !strcmp(ep->target_pod, pod)) {
+				if (port)
+					*port =
+					    s->v[i]->eps.nports ? s->v[i]->eps.ports[0].port : 0;
+				return ep;
+			}
+		}
+	return NULL;
+}
+
+static void test_endpointslices(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	assert_true(controller_try_lead(e.c));
+	put(&e, "nodes.yaml", NODE("n1"));
+	put(&e, "pods.yaml",
+	    POD("web-a", "web", "8080") POD("web-b", "web", "9090") POD("web-c", "web", "8080")
+		POD("web-d", "web", "8080") POD("other", "other", "8080"));
+	put(&e, "svc.yaml",
+	    "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  clusterIP: "
+	    "10.96.0.10\n"
+	    "  selector:\n    app: web\n  ports:\n  - name: http\n    port: 80\n"
+	    "    targetPort: http\n---\n"
+	    "apiVersion: v1\nkind: Service\nmetadata:\n  name: num\nspec:\n  selector:\n"
+	    "    app: web\n  ports:\n  - port: 80\n    targetPort: 8080\n---\n"
+	    "apiVersion: v1\nkind: Service\nmetadata:\n  name: nobody\nspec:\n  selector:\n"
+	    "    app: nothing\n  ports:\n  - port: 80\n---\n"
+	    "apiVersion: v1\nkind: Service\nmetadata:\n  name: manual\nspec:\n  ports:\n"
+	    "  - port: 80\n");
+	put(&e, ".twill/pod.default.web-a.json", STATUS("web-a", "10.244.0.10", "True"));
+	put(&e, ".twill/pod.default.web-b.json", STATUS("web-b", "10.244.0.11", "True"));
+	put(&e, ".twill/pod.default.web-c.json", STATUS("web-c", "10.244.0.12", "False"));
+	put(&e, ".twill/pod.default.other.json", STATUS("other", "10.244.0.13", "True"));
+	/* web-d has no IP yet */
+	settle(&e);
+
+	assert_true(exists(&e, ".twill/endpointslice.default.web.json"));
+	struct slices s = slices_of(&e, "web");
+	assert_int_equal(s.n, 2); /* 8080 and 9090 resolve differently */
+	for (size_t i = 0; i < s.n; i++) {
+		assert_string_equal(s.v[i]->eps.managed_by, CONTROL_MANAGED_BY);
+		assert_int_equal(s.v[i]->eps.address_type, AF_INET);
+		assert_string_equal(s.v[i]->eps.ports[0].name, "http");
+	}
+	uint16_t port = 0;
+	const struct endpoint *ep = find_ep(&s, "web-a", &port);
+	assert_non_null(ep);
+	assert_int_equal(port, 8080);
+	assert_true(ep->ready);
+	assert_true(ep->serving);
+	assert_false(ep->terminating);
+	assert_string_equal(ep->node_name, "n1");
+	char b[IP_STRLEN];
+	assert_string_equal(ip_fmt(&ep->addrs[0], b), "10.244.0.10");
+	ep = find_ep(&s, "web-b", &port);
+	assert_non_null(ep);
+	assert_int_equal(port, 9090);
+	ep = find_ep(&s, "web-c", &port);
+	assert_non_null(ep);
+	assert_false(ep->ready);
+	assert_int_equal(port, 8080);
+	assert_null(find_ep(&s, "web-d", NULL));
+	assert_null(find_ep(&s, "other", NULL));
+
+	/* numeric targetPort: one slice */
+	s = slices_of(&e, "num");
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.v[0]->eps.nendpoints, 3);
+	assert_int_equal(s.v[0]->eps.ports[0].port, 8080);
+
+	/* selector without pods: one empty slice; no selector: none */
+	s = slices_of(&e, "nobody");
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.v[0]->eps.nendpoints, 0);
+	assert_false(exists(&e, ".twill/endpointslice.default.manual.json"));
+
+	/* nothing changed: the file is not rewritten */
+	ino_t before = inode(&e, ".twill/endpointslice.default.web.json");
+	env_close(&e);
+	env_open(&e);
+	assert_true(controller_try_lead(e.c));
+	settle(&e);
+	assert_true(before == inode(&e, ".twill/endpointslice.default.web.json"));
+
+	/* readiness flips and a pod gets its IP */
+	put(&e, ".twill/pod.default.web-c.json", STATUS("web-c", "10.244.0.12", "True"));
+	put(&e, ".twill/pod.default.web-d.json", STATUS("web-d", "10.244.0.14", "True"));
+	settle(&e);
+	s = slices_of(&e, "web");
+	assert_true(find_ep(&s, "web-c", NULL)->ready);
+	assert_non_null(find_ep(&s, "web-d", NULL));
+
+	/* a pod goes away; a pod is relabelled out of the selector */
+	put(&e, "pods.yaml",
+	    POD("web-a", "web", "8080") POD("web-c", "web", "8080") POD("web-d", "other", "8080")
+		POD("other", "other", "8080"));
+	settle(&e);
+	s = slices_of(&e, "web");
+	assert_int_equal(s.n, 1);
+	assert_null(find_ep(&s, "web-b", NULL));
+	assert_null(find_ep(&s, "web-d", NULL));
+	assert_non_null(find_ep(&s, "web-a", NULL));
+
+	/* terminating */
+	put(&e, "pods.yaml",
+	    POD("web-a", "web", "8080") POD("web-c", "web", "8080") POD("other", "other", "8080"));
+	put(&e, "term.yaml",
+	    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-t\n  labels:\n    app: web\n"
+	    "  deletionTimestamp: \"2026-01-01T00:00:00Z\"\nspec:\n  nodeName: n1\n"
+	    "  containers:\n  - name: c\n    image: x\n    ports:\n    - name: http\n"
+	    "      containerPort: 8080\nstatus:\n  podIP: 10.244.0.20\n  conditions:\n"
+	    "  - type: Ready\n    status: \"True\"\n");
+	settle(&e);
+	s = slices_of(&e, "web");
+	ep = find_ep(&s, "web-t", NULL);
+	assert_non_null(ep);
+	assert_true(ep->terminating);
+	assert_false(ep->ready);
+	assert_true(ep->serving);
+
+	/* the Service goes: so does its file */
+	put(&e, "svc.yaml",
+	    "apiVersion: v1\nkind: Service\nmetadata:\n  name: num\nspec:\n  selector:\n"
+	    "    app: web\n  ports:\n  - port: 80\n    targetPort: 8080\n");
+	settle(&e);
+	assert_false(exists(&e, ".twill/endpointslice.default.web.json"));
+	assert_int_equal(slices_of(&e, "web").n, 0);
+	assert_true(exists(&e, ".twill/endpointslice.default.num.json"));
+	env_fini(&e);
+}
+
+static void test_leader_lock(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	struct store *s2 = store_new();
+	struct controller_cfg cfg = {.manifest_dir = e.dir};
+	struct controller *c2 = controller_new(s2, &cfg);
+	assert_non_null(c2);
+	assert_true(controller_try_lead(e.c));
+	assert_false(controller_try_lead(c2));
+	assert_false(controller_is_leader(c2));
+	assert_false(controller_dirty(c2));
+	assert_true(controller_try_lead(e.c)); /* idempotent */
+	/* the leader goes away: the other takes over */
+	controller_free(e.c);
+	e.c = controller_new(e.s, &cfg);
+	assert_true(controller_try_lead(c2));
+	assert_false(controller_try_lead(e.c));
+	controller_free(c2);
+	store_free(s2);
+	env_fini(&e);
+}
+
+static void test_bad_config(void **state)
+{
+	(void)state;
+	struct store *s = store_new();
+	struct controller_cfg cfg = {.manifest_dir = "/nonexistent", .ncluster_cidrs = 1};
+	assert_int_equal(prefix_parse("10.0.0.0/24", &cfg.cluster_cidrs[0]), 0);
+	cfg.node_cidr_len[0] = 16;
+	assert_null(controller_new(s, &cfg));
+	store_free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_alloc),	cmocka_unit_test(test_alloc_exhausted),
+	    cmocka_unit_test(test_schedule),	cmocka_unit_test(test_endpointslices),
+	    cmocka_unit_test(test_leader_lock), cmocka_unit_test(test_bad_config),
+	};
+	int r = cmocka_run_group_tests(tests, NULL, NULL);
+	/* A failed test leaves its directory behind: remove this run's. */
+	char pat[128];
+	snprintf(pat, sizeof(pat), "/tmp/twill-test-control-%d-*", (int)getpid());
+	glob_t g;
+	if (!glob(pat, 0, NULL, &g)) {
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			rm_rf(g.gl_pathv[i]);
+		globfree(&g);
+	}
+	return r;
+}
