@@ -59,6 +59,8 @@ unit: $(UNITBIN)
 # Each test bounds itself too; the timeout only stops a test that hangs anyway.
 integration: $(B)/twill $(B)/twill-san
 	$(PYTEST) -q -p no:cacheprovider -o timeout=300 tests/integration
+	@echo "== the CNI cases again with the ASan/UBSan build of the plugin"
+	TWILL=$(B)/twill-san $(PYTEST) -q -p no:cacheprovider -o timeout=300 tests/integration/test_cni.py
 
 check: deps
 	@$(MAKE) --no-print-directory all unit integration

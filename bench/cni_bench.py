@@ -12,8 +12,10 @@ N pod namespaces for every configuration, created once), then DEL for every pod,
 call.  Latency = wall time from spawning the plugin process to its exit, measured by this
 process while it sits in the node namespace (setns), i.e. what a container runtime pays per
 call, including exec and process start.  Both plugins keep their leases in the same kind of
-directory (--state-base, default a tmpfs like a node's /run).  Five warm-up ADD/DEL pairs run first.  Prints p50 and
-p99 per operation and the reference/twill ratios.
+directory: a fresh temporary directory under --state-base (default /dev/shm, a tmpfs as a
+node's /run usually is; `--state-base /run/twill` measures twill's default state directory,
+whatever file system it is on).  Five warm-up ADD/DEL pairs run first.  Prints p50 and p99 per
+operation and the reference/twill ratios.
 
 Everything happens in namespaces named bcni<pid>-*, removed at the end (and leftovers of dead
 runs at the start); nothing is changed in the caller's own namespace.
@@ -25,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -150,6 +153,11 @@ def main():
         if not os.access(b, os.X_OK):
             sys.exit("%s missing" % b)
 
+    # A SIGTERM (e.g. from timeout(1)) unwinds through the finally blocks below, so the
+    # namespaces and the state directory are removed as on a normal exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("cni_bench: terminated"))
+    os.makedirs(a.state_base, exist_ok=True)
+    fstype = sh("stat", "-f", "-c", "%T", a.state_base).stdout.strip()
     cleanup(only_ours=False)
     # This thread's own namespace, to come back to after each node namespace.
     host_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
@@ -174,8 +182,8 @@ def main():
         cleanup(only_ours=True)
         shutil.rmtree(state, ignore_errors=True)
 
-    print("\nCNI latency, %d pods, sequential, ms (spawn to exit), state in %s\n"
-          % (a.pods, a.state_base))
+    print("\nCNI latency, %d pods, sequential, ms (spawn to exit), state in %s (%s)\n"
+          % (a.pods, a.state_base, fstype))
     print("%-30s %9s %9s %9s %9s" % ("plugin", "ADD p50", "ADD p99", "DEL p50", "DEL p99"))
     for label, r in results.items():
         print("%-30s %9.2f %9.2f %9.2f %9.2f" % (label, r["add_p50_ms"], r["add_p99_ms"],
@@ -188,7 +196,8 @@ def main():
                 label, ref["add_p50_ms"] / r["add_p50_ms"], ref["add_p99_ms"] / r["add_p99_ms"],
                 ref["del_p50_ms"] / r["del_p50_ms"], ref["del_p99_ms"] / r["del_p99_ms"]))
     if a.json:
-        Path(a.json).write_text(json.dumps({"pods": a.pods, "results": results}, indent=2))
+        Path(a.json).write_text(json.dumps({"pods": a.pods, "state_base": a.state_base,
+                                             "state_fstype": fstype, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -547,13 +547,11 @@ static void run_syncs(struct agent *ag)
 		ag->status_dirty = true;
 		ag->node_dirty = true; /* the underlay MTU may just have become known */
 	}
-	if (ag->kl && kubelet_dirty(ag->kl)) {
-		int r = kubelet_sync(ag->kl);
-		set_sync_error(ag, 1, "kubelet", r);
-	}
 	if (ag->node_dirty) {
 		ag->node_dirty = false;
 		write_node_json(ag);
+		if (ag->kl)
+			kubelet_kick(ag->kl); /* node.json may have just appeared */
 		if (!self_node(ag)) {
 			if (!ag->waiting_logged)
 				log_info(SUB, "waiting for Node %s to appear in %s", ag->o.node,
@@ -562,6 +560,10 @@ static void run_syncs(struct agent *ag)
 		} else {
 			ag->waiting_logged = false;
 		}
+	}
+	if (ag->kl && kubelet_dirty(ag->kl)) {
+		int r = kubelet_sync(ag->kl);
+		set_sync_error(ag, 1, "kubelet", r);
 	}
 	if (ag->status_dirty) {
 		ag->status_dirty = false;

@@ -603,6 +603,23 @@ static int resched_if_on(const struct object *o, void *arg)
 	return 0;
 }
 
+struct decl_order {
+	char *name;
+	const char *file;
+	int line;
+};
+
+static int cmp_decl_order(const void *a, const void *b)
+{
+	const struct decl_order *x = a, *y = b;
+	int r = strcmp(x->file ? x->file : "", y->file ? y->file : "");
+	if (r)
+		return r;
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
 static int sync_nodes(struct controller *c)
 {
 	int ret = 0;
@@ -662,6 +679,20 @@ static int sync_nodes(struct controller *c)
 	}
 	free(keys);
 
+	if (nneed > 1) {
+		/* Allocate in the order the Nodes were declared (file, then line), the way a
+		 * cluster allocates in registration order: the lab's ctr, w1, w0 get .0, .1, .2
+		 * as in seed 003, not an order the names happen to sort in. */
+		struct decl_order *d = xcalloc(nneed, sizeof(*d));
+		for (size_t i = 0; i < nneed; i++) {
+			const struct object *n = store_get(c->s, KIND_NODE, NULL, need[i]);
+			d[i] = (struct decl_order){need[i], n->meta.file, n->meta.line};
+		}
+		qsort(d, nneed, sizeof(*d), cmp_decl_order);
+		for (size_t i = 0; i < nneed; i++)
+			need[i] = d[i].name;
+		free(d);
+	}
 	if (nneed) {
 		struct freelist f[2];
 		memset(f, 0, sizeof(f));

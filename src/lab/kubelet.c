@@ -53,10 +53,6 @@
 
 extern char **environ;
 
-/* The kubelet runs `twill lab podserver` from its own binary: whatever links the kubelet
- * must link the pod server too (a weak reference elsewhere would not pull it in). */
-int (*const kubelet_podserver_entry)(int, char **) = lab_podserver_main;
-
 enum kp_state {
 	KP_NONE,      /* nothing exists */
 	KP_ADDING,    /* sandbox exists, CNI ADD running */
@@ -1246,6 +1242,11 @@ void kubelet_free(struct kubelet *k)
 	free(k->cni_conf_path);
 	free(k->cni_conf);
 	free(k);
+}
+
+void kubelet_kick(struct kubelet *k)
+{
+	k->due = 0;
 }
 
 bool kubelet_dirty(const struct kubelet *k)

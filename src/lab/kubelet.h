@@ -25,6 +25,8 @@ struct kubelet;
 struct kubelet *kubelet_new(struct store *s, const struct kubelet_cfg *cfg);
 void kubelet_free(struct kubelet *k);
 bool kubelet_dirty(const struct kubelet *k);
+/* The node's state (node.json) changed: look again now instead of at the next retry. */
+void kubelet_kick(struct kubelet *k);
 /* Bring pods in line with the store. 0 or -errno (stays dirty and is retried). */
 int kubelet_sync(struct kubelet *k);
 /* Milliseconds until kubelet_dirty() turns true by itself (a retry, a pending CNI call,

@@ -1,0 +1,104 @@
+#!/bin/sh
+# bench/run.sh: twill's benchmarks, as `make bench` runs them (after building build/twill).
+#
+#   1. CNI ADD/DEL latency (bench/cni_bench.py): twill routed and twill bridge against Debian's
+#      reference bridge + host-local plugins, PODS pods, all measured in the same run; twice,
+#      with the leases on a tmpfs (/dev/shm) and in twill's default state directory
+#      (/run/twill; its file system is reported, on some machines /run is not a tmpfs).
+#   2. Lab bring-up (bench/lab_up.sh): `twill lab up -f examples/webpod.yaml` until every pod
+#      answers, LAB_RUNS runs, median; the lab is named twbench<pid>, never "twill".
+#
+# Environment: TWILL (default build/twill), PODS (200), LAB_RUNS (5).  Needs root.
+# Raw outputs go to bench/results/<UTC time>/ (gitignored); a summary is printed at the end
+# and saved as summary.txt there.  Every step is bounded by timeout(1), the whole run by
+# about 9 minutes (it usually takes about one).
+set -eu
+cd "$(dirname "$0")/.."
+TWILL=${TWILL:-build/twill}
+PODS=${PODS:-200}
+LAB_RUNS=${LAB_RUNS:-5}
+PY=/usr/bin/python3
+
+[ "$(id -u)" = 0 ] || { echo "bench: needs root (network namespaces)" >&2; exit 1; }
+[ -x "$TWILL" ] || { echo "bench: $TWILL missing (run make)" >&2; exit 1; }
+for b in /usr/lib/cni/bridge /usr/lib/cni/host-local; do
+    [ -x "$b" ] || { echo "bench: $b missing (Debian package containernetworking-plugins)" >&2; exit 1; }
+done
+TWILL=$(readlink -f "$TWILL")
+export TWILL
+
+OUT=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$OUT"
+
+{
+    echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "twill:   $($TWILL version 2>/dev/null || echo '?') ($TWILL)"
+    echo "git:     $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
+    echo "nproc:   $(nproc)"
+    echo "kernel:  $(uname -r)"
+    echo "cpu:     $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+    echo "memory:  $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+    echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, at start)"
+    echo "netns:   $(ip netns list 2>/dev/null | wc -l) named network namespaces at start (others' work = noise)"
+    echo "/dev/shm: $(stat -f -c %T /dev/shm); /run: $(stat -f -c %T /run)"
+    echo "reference plugins: /usr/lib/cni/{bridge,host-local}, $(dpkg-query -W -f '${Package} ${Version}' containernetworking-plugins 2>/dev/null || echo '?')"
+} > "$OUT/machine.txt"
+cat "$OUT/machine.txt"
+
+status=0
+
+cni() { # cni TAG STATE_BASE
+    echo
+    echo "== CNI ADD/DEL, $PODS pods, leases under $2"
+    if timeout -k 10 200 $PY bench/cni_bench.py --pods "$PODS" --twill "$TWILL" \
+        --state-base "$2" --json "$OUT/cni_$1.json" 2>&1 | tee "$OUT/cni_$1.txt"; then :; fi
+    [ -s "$OUT/cni_$1.json" ] || { echo "bench: cni_bench ($1) failed" >&2; status=1; }
+}
+cni tmpfs /dev/shm
+cni statedir /run/twill
+
+echo
+echo "== lab up, $LAB_RUNS runs"
+if ! timeout -k 10 120 sh bench/lab_up.sh "$LAB_RUNS" mixed 2>&1 | tee "$OUT/lab_up.txt"; then
+    status=1
+fi
+grep -q '^lab up .*median' "$OUT/lab_up.txt" || { echo "bench: lab_up failed" >&2; status=1; }
+
+$PY - "$OUT" <<'EOF' | tee "$OUT/summary.txt"
+import json, re, sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+ref_label = "reference bridge+host-local"
+print("\n==== summary (raw outputs in %s) ====" % out)
+for tag, what in (("tmpfs", "leases on tmpfs (/dev/shm)"),
+                  ("statedir", "leases in twill's default state dir (/run/twill)")):
+    f = out / ("cni_%s.json" % tag)
+    if not f.exists():
+        print("\nCNI, %s: FAILED" % what)
+        continue
+    d = json.loads(f.read_text())
+    print("\nCNI, %d pods, %s, file system %s; ms, spawn to exit"
+          % (d["pods"], what, d.get("state_fstype", "?")))
+    print("  %-28s %8s %8s %8s %8s" % ("plugin", "ADD p50", "ADD p99", "DEL p50", "DEL p99"))
+    res = d["results"]
+    for label, r in res.items():
+        print("  %-28s %8.2f %8.2f %8.2f %8.2f" % (label, r["add_p50_ms"], r["add_p99_ms"],
+                                                 r["del_p50_ms"], r["del_p99_ms"]))
+    ref = res[ref_label]
+    for label, r in res.items():
+        if label != ref_label:
+            x = ref["add_p50_ms"] / r["add_p50_ms"]
+            print("  %-28s ADD p50 %.1fx faster than the reference (target >= 5x: %s);"
+                  " DEL p50 %.2fx" % (label, x, "met" if x >= 5 else "NOT met",
+                                      ref["del_p50_ms"] / r["del_p50_ms"]))
+lab = out / "lab_up.txt"
+m = re.search(r"median ([0-9.]+) ms over (\d+) runs", lab.read_text()) if lab.exists() else None
+if m:
+    ms = float(m.group(1))
+    print("\nlab up -f examples/webpod.yaml until every pod answers: median %.1f ms over %s runs"
+          " (target < 3 s: %s)" % (ms, m.group(2), "met" if ms < 3000 else "NOT met"))
+else:
+    print("\nlab up: FAILED")
+EOF
+exit $status
