@@ -91,18 +91,7 @@ static int write_at(int dirfd, const char *name, int flags, const char *data)
 	int fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC | flags, 0600);
 	if (fd < 0)
 		return -errno;
-	size_t len = strlen(data), off = 0;
-	int err = 0;
-	while (off < len) {
-		ssize_t w = write(fd, data + off, len - off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			err = -errno;
-			break;
-		}
-		off += (size_t)w;
-	}
+	int err = fd_write_all(fd, data, strlen(data));
 	close(fd);
 	return err;
 }

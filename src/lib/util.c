@@ -94,6 +94,22 @@ int file_read(const char *path, char **out, size_t *len)
 	return 0;
 }
 
+int fd_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	size_t off = 0;
+	while (off < len) {
+		ssize_t w = write(fd, p + off, len - off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		off += (size_t)w;
+	}
+	return 0;
+}
+
 int file_write_atomic(const char *path, const char *data, size_t len)
 {
 	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
@@ -103,17 +119,7 @@ int file_write_atomic(const char *path, const char *data, size_t len)
 		err = -errno;
 		goto out;
 	}
-	size_t off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, data + off, len - off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			err = -errno;
-			break;
-		}
-		off += (size_t)w;
-	}
+	err = fd_write_all(fd, data, len);
 	if (close(fd) && !err)
 		err = -errno;
 	if (!err && rename(tmp, path))

@@ -17,6 +17,8 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Read a whole file (NUL-terminated). Returns 0 or -errno. */
 int file_read(const char *path, char **out, size_t *len);
+/* Write all of data to fd, retrying short writes and EINTR. 0 or -errno. */
+int fd_write_all(int fd, const void *data, size_t len);
 /* Write atomically: temp file in the same directory, fsync-free rename. 0 or -errno. */
 int file_write_atomic(const char *path, const char *data, size_t len);
 int mkdir_p(const char *path, mode_t mode); /* 0 or -errno */
