@@ -157,7 +157,8 @@ def main():
     # namespaces and the state directory are removed as on a normal exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("cni_bench: terminated"))
     os.makedirs(a.state_base, exist_ok=True)
-    fstype = sh("stat", "-f", "-c", "%T", a.state_base).stdout.strip()
+    fstype = (sh("findmnt", "-n", "-o", "FSTYPE", "--target", a.state_base, check=False)
+              .stdout.split() or ["?"])[0]
     cleanup(only_ours=False)
     # This thread's own namespace, to come back to after each node namespace.
     host_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)

@@ -16,7 +16,7 @@ NAME=twbench$$
 [ "$(id -u)" = 0 ] || { echo "lab_up: run as root" >&2; exit 1; }
 [ -x "$TWILL" ] || { echo "lab_up: $TWILL missing (run make)" >&2; exit 1; }
 case $RUNS in '' | *[!0-9]*) echo "lab_up: RUNS must be a number" >&2; exit 2 ;; esac
-[ "$RUNS" -ge 1 ] && [ "$RUNS" -le 50 ] || { echo "lab_up: RUNS must be 1..50" >&2; exit 2; }
+if [ "$RUNS" -lt 1 ] || [ "$RUNS" -gt 50 ]; then echo "lab_up: RUNS must be 1..50" >&2; exit 2; fi
 
 down() { $TWILL lab down --name "$NAME" -q >/dev/null 2>&1 || true; }
 trap down EXIT

@@ -24,7 +24,20 @@ PY=/usr/bin/python3
 for b in /usr/lib/cni/bridge /usr/lib/cni/host-local; do
     [ -x "$b" ] || { echo "bench: $b missing (Debian package containernetworking-plugins)" >&2; exit 1; }
 done
-TWILL=$(readlink -f "$TWILL")
+# Measure a private copy: a parallel `make` relinking build/twill mid-run would otherwise make
+# exec fail (ETXTBSY/EACCES) or mix two builds in one run.
+TMP=$(mktemp -d /tmp/twill-bench.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+trap 'rm -rf "$TMP"; exit 130' INT
+trap 'rm -rf "$TMP"; exit 143' TERM
+n=0
+until cp "$TWILL" "$TMP/twill" 2>/dev/null && "$TMP/twill" version >/dev/null 2>&1; do
+    n=$((n + 1))
+    [ "$n" -lt 10 ] || { echo "bench: cannot get a working copy of $TWILL" >&2; exit 1; }
+    sleep 2 # being relinked
+done
+ORIG=$TWILL
+TWILL=$TMP/twill
 export TWILL
 
 OUT=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
@@ -32,7 +45,7 @@ mkdir -p "$OUT"
 
 {
     echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "twill:   $($TWILL version 2>/dev/null || echo '?') ($TWILL)"
+    echo "twill:   $($TWILL version 2>/dev/null || echo '?'), a copy of $ORIG (sha256 $(sha256sum "$TWILL" | cut -c1-16))"
     echo "git:     $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
     echo "nproc:   $(nproc)"
     echo "kernel:  $(uname -r)"
@@ -40,7 +53,7 @@ mkdir -p "$OUT"
     echo "memory:  $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
     echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, at start)"
     echo "netns:   $(ip netns list 2>/dev/null | wc -l) named network namespaces at start (others' work = noise)"
-    echo "/dev/shm: $(stat -f -c %T /dev/shm); /run: $(stat -f -c %T /run)"
+    echo "fs:      /dev/shm $(findmnt -n -o FSTYPE --target /dev/shm | head -n 1), /run $(findmnt -n -o FSTYPE --target /run | head -n 1)"
     echo "reference plugins: /usr/lib/cni/{bridge,host-local}, $(dpkg-query -W -f '${Package} ${Version}' containernetworking-plugins 2>/dev/null || echo '?')"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt"
@@ -64,6 +77,8 @@ if ! timeout -k 10 120 sh bench/lab_up.sh "$LAB_RUNS" mixed 2>&1 | tee "$OUT/lab
 fi
 grep -q '^lab up .*median' "$OUT/lab_up.txt" || { echo "bench: lab_up failed" >&2; status=1; }
 
+echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, at end)" >> "$OUT/machine.txt"
+
 $PY - "$OUT" <<'EOF' | tee "$OUT/summary.txt"
 import json, re, sys
 from pathlib import Path
@@ -71,6 +86,7 @@ from pathlib import Path
 out = Path(sys.argv[1])
 ref_label = "reference bridge+host-local"
 print("\n==== summary (raw outputs in %s) ====" % out)
+print((out / "machine.txt").read_text().rstrip())
 for tag, what in (("tmpfs", "leases on tmpfs (/dev/shm)"),
                   ("statedir", "leases in twill's default state dir (/run/twill)")):
     f = out / ("cni_%s.json" % tag)
@@ -89,7 +105,7 @@ for tag, what in (("tmpfs", "leases on tmpfs (/dev/shm)"),
     for label, r in res.items():
         if label != ref_label:
             x = ref["add_p50_ms"] / r["add_p50_ms"]
-            print("  %-28s ADD p50 %.1fx faster than the reference (target >= 5x: %s);"
+            print("  %-28s ADD p50 %.2fx faster than the reference (target >= 5x: %s);"
                   " DEL p50 %.2fx" % (label, x, "met" if x >= 5 else "NOT met",
                                       ref["del_p50_ms"] / r["del_p50_ms"]))
 lab = out / "lab_up.txt"
