@@ -23,6 +23,7 @@
 
 #define LOCK_FILE "lock"
 #define LAST_FILE "last_reserved_ip.%d"
+#define LAST_LEN 48 /* fixed size of that file: an address and newline padding */
 #define ATT_PREFIX "att-"
 /* Bound on the addresses tried per range: a /8 is fully searched, a huge IPv6 range is
  * searched this far from the round-robin point (it will not be full in practice). */
@@ -197,10 +198,18 @@ static int alloc_one(struct ipam *im, int idx, const struct ipam_range *r, const
 			unlinkat(im->dirfd, buf, 0);
 			return err;
 		}
-		/* Losing this file only weakens round robin; never fail the lease for it. */
-		char line[IP_STRLEN + 1];
-		snprintf(line, sizeof(line), "%s\n", buf);
-		write_at(im->dirfd, last_name, O_CREAT | O_TRUNC, line);
+		/* Losing this file only weakens round robin; never fail the lease for it.
+		 * It is rewritten in place at a fixed size (the address, then newlines):
+		 * truncating and growing it again costs a block allocation per ADD on ext4. */
+		char line[LAST_LEN];
+		memset(line, '\n', sizeof(line));
+		memcpy(line, buf, strlen(buf));
+		int fd = openat(im->dirfd, last_name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			if (pwrite(fd, line, sizeof(line), 0) != (ssize_t)sizeof(line))
+				(void)ftruncate(fd, 0); /* never leave a mix of two addresses */
+			close(fd);
+		}
 		*out = a;
 		return 0;
 	}
