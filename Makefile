@@ -5,7 +5,7 @@
 #   make bench    benchmarks (not part of check); results go to bench/results/
 
 CC      ?= cc
-PKGS    := libmnl json-c yaml-0.1
+PKGS    := libmnl json-c yaml-0.1 libnftnl
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral \
            -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -5,11 +5,11 @@
 #   scripts/deps.sh fuzz     also the fuzzing toolchain (make fuzz)
 set -eu
 # build: compiler, pkg-config and the libraries twill links (see README "Dependencies")
-PKGS="build-essential pkg-config libmnl-dev libjson-c-dev libyaml-dev"
+PKGS="build-essential pkg-config libmnl-dev libjson-c-dev libyaml-dev libnftnl-dev"
 # unit tests (cmocka) and integration tests (pytest, iproute2's ip/bridge to inspect the
 # kernel, ping and curl inside namespaces, Debian's reference CNI plugins as the baseline)
 PKGS="$PKGS libcmocka-dev python3 python3-pytest python3-pytest-timeout iproute2 iputils-ping curl procps \
-      containernetworking-plugins"
+      containernetworking-plugins nftables"
 if [ "${1:-}" = fuzz ]; then
     PKGS="$PKGS clang libclang-rt-14-dev"
 fi

@@ -13,6 +13,7 @@
 #include "agent/agent.h"
 #include "cni/cni.h"
 #include "lab/lab.h"
+#include "proxy/proxy_cli.h"
 #include "lib/consts.h"
 #include "lib/util.h"
 
@@ -29,6 +30,8 @@ static void usage(FILE *f)
 		"  cni     act as the CNI plugin (also when CNI_COMMAND is set)\n"
 		"  lab     build and drive a multi-node lab in network namespaces\n"
 		"  status  show a node agent's status (--state-dir DIR, -o json)\n"
+		"  proxy-debug  apply Services from a manifest dir once with the nftables\n"
+		"          dataplane (development aid until the agent runs it)\n"
 		"  version print the version\n",
 		TWILL_VERSION);
 }
@@ -172,6 +175,8 @@ int main(int argc, char **argv)
 		return cni_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "lab"))
 		return lab_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "proxy-debug"))
+		return proxy_debug_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "status"))
 		return status_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {

@@ -1,0 +1,414 @@
+/* Unit tests for the Service planner (src/proxy/svc_plan.c): entry types, endpoint
+ * selection (ready, serving-terminating fallback), traffic policies, affinity, named
+ * targetPorts, and the incremental planner over the store (only the touched Service is
+ * recomputed; NodePort conflicts). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* cmocka needs the headers above first */
+#include <cmocka.h>
+
+#include "lib/util.h"
+#include "model/manifest.h"
+#include "proxy/svc_plan.h"
+#include "store/store.h"
+
+static void diag_fail(const struct diag *d, void *arg)
+{
+	(void)arg;
+	char buf[512];
+	fail_msg("decode: %s", diag_fmt(d, buf, sizeof(buf)));
+}
+
+static void decode(const char *yaml, struct objlist *out)
+{
+	assert_int_equal(manifest_decode("test.yaml", yaml, strlen(yaml), out, diag_fail, NULL), 0);
+}
+
+static struct ipaddr A(const char *s) {
+	struct ipaddr a;
+	assert_int_equal(ip_parse(s, &a), 0);
+	return a;
+}
+
+static const char *SVC_WEB = "apiVersion: v1\n"
+			     "kind: Service\n"
+			     "metadata: {name: web, namespace: default}\n"
+			     "spec:\n"
+			     "  type: NodePort\n"
+			     "  clusterIP: 10.96.0.10\n"
+			     "  selector: {app: web}\n"
+			     "  ports:\n"
+			     "  - {name: http, port: 80, targetPort: http, nodePort: 30080}\n"
+			     "  - {name: dns, port: 53, protocol: UDP, targetPort: 5353}\n";
+
+static const char *EPS_WEB = "apiVersion: discovery.k8s.io/v1\n"
+			     "kind: EndpointSlice\n"
+			     "metadata:\n"
+			     "  name: web-abc\n"
+			     "  namespace: default\n"
+			     "  labels: {kubernetes.io/service-name: web}\n"
+			     "addressType: IPv4\n"
+			     "ports:\n"
+			     "- {name: http, port: 8080, protocol: TCP}\n"
+			     "- {name: dns, port: 5353, protocol: UDP}\n"
+			     "endpoints:\n"
+			     "- addresses: [10.244.1.2]\n"
+			     "  nodeName: n1\n"
+			     "  conditions: {ready: true}\n"
+			     "- addresses: [10.244.2.2]\n"
+			     "  nodeName: n2\n"
+			     "- addresses: [10.244.1.3]\n"
+			     "  nodeName: n1\n"
+			     "  conditions: {ready: false, serving: false}\n";
+
+/* Plan the first Service in objs with the slices in objs. */
+static void plan(struct objlist *objs, const struct svc_plan_in *in, struct svc_entries *out)
+{
+	const struct object *svc = NULL;
+	const struct object *sl[8];
+	size_t n = 0;
+	for (size_t i = 0; i < objs->n; i++) {
+		if (objs->v[i]->kind == KIND_SERVICE && !svc)
+			svc = objs->v[i];
+		else if (objs->v[i]->kind == KIND_ENDPOINTSLICE && n < 8)
+			sl[n++] = objs->v[i];
+	}
+	assert_non_null(svc);
+	assert_int_equal(svc_plan_service(svc, sl, n, in, out), 0);
+}
+
+static const struct svc_entry *find(const struct svc_entries *e, const char *key)
+{
+	char buf[128];
+	for (size_t i = 0; i < e->n; i++)
+		if (!strcmp(svc_entry_key_fmt(&e->v[i], buf, sizeof(buf)), key))
+			return &e->v[i];
+	return NULL;
+}
+
+static bool has_backend(const struct svc_entry *e, const char *ip, uint16_t port)
+{
+	struct ipaddr a = A(ip);
+	for (size_t i = 0; i < e->nbackends; i++)
+		if (ip_eq(&e->backends[i].ip, &a) && e->backends[i].port == port)
+			return true;
+	return false;
+}
+
+static void test_cluster_ip_and_node_port(void **state)
+{
+	(void)state;
+	struct objlist objs = {0};
+	decode(SVC_WEB, &objs);
+	decode(EPS_WEB, &objs);
+	struct ipaddr addrs[] = {A("192.168.10.100"), A("fd00::1")};
+	struct svc_plan_in in = {"n1", addrs, 2};
+	struct svc_entries e = {0};
+	plan(&objs, &in, &e);
+	/* 2 ClusterIP entries + 1 NodePort (the IPv6 node address has no IPv6 endpoints
+	 * and no IPv6 ClusterIP; the NodePort there rejects) */
+	char buf[512];
+	for (size_t i = 0; i < e.n; i++)
+		printf("  %s\n", svc_entry_fmt(&e.v[i], buf, sizeof(buf)));
+	const struct svc_entry *http = find(&e, "10.96.0.10:80/TCP");
+	assert_non_null(http);
+	assert_int_equal(http->scope, SVC_SCOPE_CLUSTER_IP);
+	assert_int_equal(http->verdict, SVC_FORWARD);
+	assert_string_equal(http->group, "default/web/tcp/80");
+	assert_false(http->masquerade);
+	assert_int_equal(http->nbackends, 2); /* the not-ready one is left out */
+	assert_true(has_backend(http, "10.244.1.2", 8080));
+	assert_true(has_backend(http, "10.244.2.2", 8080));
+	assert_true(http->backends[0].local);
+	assert_false(http->backends[1].local);
+	assert_int_equal(http->affinity_timeout, 0);
+
+	const struct svc_entry *dns = find(&e, "10.96.0.10:53/UDP");
+	assert_non_null(dns);
+	assert_int_equal(dns->nbackends, 2);
+	assert_true(has_backend(dns, "10.244.2.2", 5353));
+
+	const struct svc_entry *np = find(&e, "192.168.10.100:30080/TCP");
+	assert_non_null(np);
+	assert_int_equal(np->scope, SVC_SCOPE_NODE_PORT);
+	assert_true(np->masquerade);
+	assert_int_equal(np->nbackends, 2);
+	assert_string_equal(np->group, "default/web/tcp/80");
+	const struct svc_entry *np6 = find(&e, "[fd00::1]:30080/TCP");
+	assert_non_null(np6);
+	assert_int_equal(np6->verdict, SVC_REJECT);
+	assert_int_equal(e.n, 4);
+	svc_entries_free(&e);
+	objlist_free(&objs);
+}
+
+static void test_terminating_fallback(void **state)
+{
+	(void)state;
+	struct objlist objs = {0};
+	decode(SVC_WEB, &objs);
+	decode("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+	       "metadata: {name: web-x, labels: {kubernetes.io/service-name: web}}\n"
+	       "addressType: IPv4\n"
+	       "ports: [{name: http, port: 8080}]\n"
+	       "endpoints:\n"
+	       "- {addresses: [10.244.1.5], conditions: {ready: false, serving: true, "
+	       "terminating: true}}\n"
+	       "- {addresses: [10.244.1.6], conditions: {ready: false, serving: false, "
+	       "terminating: true}}\n"
+	       "- {addresses: [10.244.1.7], conditions: {ready: false}}\n",
+	       &objs);
+	struct svc_entries e = {0};
+	plan(&objs, &(struct svc_plan_in){"n1", NULL, 0}, &e);
+	const struct svc_entry *http = find(&e, "10.96.0.10:80/TCP");
+	assert_non_null(http);
+	assert_int_equal(http->nbackends, 1);
+	assert_true(has_backend(http, "10.244.1.5", 8080));
+	assert_true(http->backends[0].terminating);
+	/* the UDP port is not in the slice: no endpoints for it */
+	const struct svc_entry *dns = find(&e, "10.96.0.10:53/UDP");
+	assert_non_null(dns);
+	assert_int_equal(dns->verdict, SVC_REJECT);
+	assert_int_equal(dns->nbackends, 0);
+	svc_entries_free(&e);
+
+	/* a ready endpoint wins over the terminating one */
+	decode("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+	       "metadata: {name: web-y, labels: {kubernetes.io/service-name: web}}\n"
+	       "addressType: IPv4\n"
+	       "ports: [{name: http, port: 9090}]\n"
+	       "endpoints:\n"
+	       "- {addresses: [10.244.3.1]}\n",
+	       &objs);
+	plan(&objs, &(struct svc_plan_in){"n1", NULL, 0}, &e);
+	http = find(&e, "10.96.0.10:80/TCP");
+	assert_int_equal(http->nbackends, 1);
+	assert_true(has_backend(http, "10.244.3.1", 9090));
+	svc_entries_free(&e);
+	objlist_free(&objs);
+}
+
+static void test_traffic_policies(void **state)
+{
+	(void)state;
+	struct objlist objs = {0};
+	decode("apiVersion: v1\nkind: Service\n"
+	       "metadata: {name: web}\n"
+	       "spec:\n"
+	       "  type: LoadBalancer\n"
+	       "  clusterIP: 10.96.0.10\n"
+	       "  externalIPs: [203.0.113.7]\n"
+	       "  externalTrafficPolicy: Local\n"
+	       "  internalTrafficPolicy: Local\n"
+	       "  sessionAffinity: ClientIP\n"
+	       "  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}\n"
+	       "  ports: [{name: http, port: 80, nodePort: 30080}]\n"
+	       "status: {loadBalancer: {ingress: [{ip: 192.168.50.1}]}}\n",
+	       &objs);
+	decode(EPS_WEB, &objs);
+	struct ipaddr addrs[] = {A("192.168.10.100")};
+	struct svc_entries e = {0};
+	plan(&objs, &(struct svc_plan_in){"n1", addrs, 1}, &e);
+	assert_int_equal(e.n, 4);
+	const char *keys[] = {"10.96.0.10:80/TCP", "192.168.10.100:30080/TCP", "203.0.113.7:80/TCP",
+			      "192.168.50.1:80/TCP"};
+	const enum svc_scope scopes[] = {SVC_SCOPE_CLUSTER_IP, SVC_SCOPE_NODE_PORT,
+					 SVC_SCOPE_EXTERNAL_IP, SVC_SCOPE_LB};
+	for (size_t i = 0; i < 4; i++) {
+		const struct svc_entry *x = find(&e, keys[i]);
+		assert_non_null(x);
+		assert_int_equal(x->scope, scopes[i]);
+		assert_int_equal(x->nbackends, 1); /* only n1's ready endpoint */
+		assert_true(has_backend(x, "10.244.1.2", 8080));
+		assert_false(x->masquerade); /* Local: client address kept */
+		assert_string_equal(x->group, "default/web/tcp/80/local");
+		assert_int_equal(x->affinity_timeout, 60);
+	}
+	svc_entries_free(&e);
+
+	/* on a node without endpoints of its own: drop (others have some) */
+	plan(&objs, &(struct svc_plan_in){"n3", addrs, 1}, &e);
+	for (size_t i = 0; i < e.n; i++) {
+		assert_int_equal(e.v[i].verdict, SVC_DROP);
+		assert_int_equal(e.v[i].nbackends, 0);
+	}
+	svc_entries_free(&e);
+	objlist_free(&objs);
+}
+
+static void test_no_entries(void **state)
+{
+	(void)state;
+	struct objlist objs = {0};
+	decode("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+	       "spec: {clusterIP: None, ports: [{port: 80}]}\n",
+	       &objs);
+	decode(EPS_WEB, &objs);
+	struct svc_entries e = {0};
+	plan(&objs, &(struct svc_plan_in){"n1", NULL, 0}, &e);
+	assert_int_equal(e.n, 0);
+	objlist_free(&objs);
+	decode("apiVersion: v1\nkind: Service\nmetadata: {name: ext}\n"
+	       "spec: {type: ExternalName, externalName: example.com}\n",
+	       &objs);
+	plan(&objs, &(struct svc_plan_in){"n1", NULL, 0}, &e);
+	assert_int_equal(e.n, 0);
+	objlist_free(&objs);
+	/* default affinity timeout and an unnamed port */
+	decode("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+	       "spec: {clusterIP: 10.96.0.11, sessionAffinity: ClientIP, ports: [{port: 80}]}\n",
+	       &objs);
+	decode("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+	       "metadata: {name: web-1, labels: {kubernetes.io/service-name: web}}\n"
+	       "addressType: IPv4\nports: [{port: 80}]\n"
+	       "endpoints: [{addresses: [10.244.1.9]}]\n",
+	       &objs);
+	plan(&objs, &(struct svc_plan_in){"n1", NULL, 0}, &e);
+	assert_int_equal(e.n, 1);
+	assert_int_equal(e.v[0].affinity_timeout, 10800);
+	assert_true(has_backend(&e.v[0], "10.244.1.9", 80));
+	svc_entries_free(&e);
+	objlist_free(&objs);
+}
+
+/* ---- the incremental planner ---- */
+
+static void put(struct store *s, const char *origin, const char *yaml)
+{
+	struct objlist l = {0};
+	if (yaml)
+		decode(yaml, &l);
+	assert_int_equal(store_replace_origin(s, origin, false, &l, diag_fail, NULL), 0);
+	objlist_free(&l);
+}
+
+static const char *svc_yaml(const char *name, const char *ip, int node_port)
+{
+	static char buf[512];
+	snprintf(buf, sizeof(buf),
+		 "apiVersion: v1\nkind: Service\nmetadata: {name: %s}\n"
+		 "spec: {type: NodePort, clusterIP: %s, ports: [{port: 80, nodePort: %d}]}\n",
+		 name, ip, node_port);
+	return buf;
+}
+
+static const char *eps_yaml(const char *svc, const char *ip)
+{
+	static char buf[512];
+	snprintf(buf, sizeof(buf),
+		 "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+		 "metadata: {name: %s-1, labels: {kubernetes.io/service-name: %s}}\n"
+		 "addressType: IPv4\nports: [{port: 8080}]\n"
+		 "endpoints: [{addresses: [%s]}]\n",
+		 svc, svc, ip);
+	return buf;
+}
+
+static void test_planner_incremental(void **state)
+{
+	(void)state;
+	struct store *s = store_new();
+	put(s, "a.yaml", svc_yaml("a", "10.96.0.1", 30001));
+	put(s, "a-eps.yaml", eps_yaml("a", "10.244.1.1"));
+	struct ipaddr addrs[] = {A("192.168.10.100")};
+	struct svc_planner *sp = svc_planner_new(s, &(struct svc_plan_in){"n1", addrs, 1});
+	put(s, "b.yaml", svc_yaml("b", "10.96.0.2", 30002));
+	assert_true(svc_planner_dirty(sp));
+	char **chg = NULL;
+	size_t n = svc_planner_update(sp, &chg);
+	assert_int_equal(n, 2);
+	assert_string_equal(chg[0], "default/a");
+	assert_string_equal(chg[1], "default/b");
+	svc_planner_keys_free(chg, n);
+	assert_false(svc_planner_dirty(sp));
+	const struct svc_entries *ea = svc_planner_get(sp, "default/a");
+	assert_non_null(ea);
+	assert_int_equal(ea->n, 2);
+	assert_int_equal(ea->v[0].nbackends, 1);
+	const struct svc_entries *eb = svc_planner_get(sp, "default/b");
+	assert_int_equal(eb->v[0].verdict, SVC_REJECT);
+
+	/* a slice of b arrives: only b is recomputed */
+	uint64_t before = svc_planner_recomputations(sp);
+	put(s, "b-eps.yaml", eps_yaml("b", "10.244.2.1"));
+	n = svc_planner_update(sp, &chg);
+	assert_int_equal(n, 1);
+	assert_string_equal(chg[0], "default/b");
+	svc_planner_keys_free(chg, n);
+	assert_int_equal(svc_planner_recomputations(sp) - before, 1);
+	eb = svc_planner_get(sp, "default/b");
+	assert_int_equal(eb->v[0].verdict, SVC_FORWARD);
+
+	/* an unrelated change of a file's content that changes nothing: no change */
+	before = svc_planner_recomputations(sp);
+	put(s, "b-eps.yaml", eps_yaml("b", "10.244.2.1"));
+	assert_int_equal(svc_planner_update(sp, NULL), 0);
+	assert_int_equal(svc_planner_recomputations(sp) - before, 0);
+
+	/* a third Service wants a's NodePort: refused with an error, its ClusterIP works */
+	put(s, "c.yaml", svc_yaml("c", "10.96.0.3", 30001));
+	n = svc_planner_update(sp, NULL);
+	assert_int_equal(n, 1);
+	const struct svc_entries *ec = svc_planner_get(sp, "default/c");
+	assert_non_null(ec);
+	assert_int_equal(ec->n, 1);
+	assert_non_null(svc_planner_error(sp, "default/c"));
+	assert_non_null(strstr(svc_planner_error(sp, "default/c"), "default/a"));
+	assert_null(svc_planner_error(sp, "default/a"));
+
+	/* a goes away: its entries go, and c gets the NodePort */
+	put(s, "a.yaml", NULL);
+	n = svc_planner_update(sp, &chg);
+	assert_int_equal(n, 2);
+	assert_string_equal(chg[0], "default/a");
+	assert_string_equal(chg[1], "default/c");
+	svc_planner_keys_free(chg, n);
+	assert_null(svc_planner_get(sp, "default/a"));
+	ec = svc_planner_get(sp, "default/c");
+	assert_int_equal(ec->n, 2);
+	assert_null(svc_planner_error(sp, "default/c"));
+
+	/* slice moved to another Service (label change): both replanned */
+	put(s, "b-eps.yaml",
+	    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+	    "metadata: {name: b-1, labels: {kubernetes.io/service-name: c}}\n"
+	    "addressType: IPv4\nports: [{port: 8080}]\n"
+	    "endpoints: [{addresses: [10.244.3.3]}]\n");
+	n = svc_planner_update(sp, NULL);
+	assert_int_equal(n, 2);
+	assert_int_equal(svc_planner_get(sp, "default/b")->v[0].verdict, SVC_REJECT);
+	assert_int_equal(svc_planner_get(sp, "default/c")->v[0].nbackends, 1);
+
+	/* new node addresses: NodePorts move */
+	struct ipaddr addrs2[] = {A("192.168.10.200")};
+	svc_planner_set_node_addrs(sp, addrs2, 1);
+	n = svc_planner_update(sp, NULL);
+	assert_int_equal(n, 2);
+	ec = svc_planner_get(sp, "default/c");
+	char buf[128];
+	assert_string_equal(svc_entry_key_fmt(&ec->v[1], buf, sizeof(buf)),
+			    "192.168.10.200:30001/TCP");
+
+	svc_planner_free(sp);
+	store_free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_cluster_ip_and_node_port),
+	    cmocka_unit_test(test_terminating_fallback),
+	    cmocka_unit_test(test_traffic_policies),
+	    cmocka_unit_test(test_no_entries),
+	    cmocka_unit_test(test_planner_incremental),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
