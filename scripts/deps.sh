@@ -9,7 +9,7 @@ PKGS="build-essential pkg-config libmnl-dev libjson-c-dev libyaml-dev libnftnl-d
 # unit tests (cmocka) and integration tests (pytest, iproute2's ip/bridge to inspect the
 # kernel, ping and curl inside namespaces, Debian's reference CNI plugins as the baseline)
 PKGS="$PKGS libcmocka-dev python3 python3-pytest python3-pytest-timeout iproute2 iputils-ping curl procps \
-      containernetworking-plugins nftables"
+      containernetworking-plugins nftables iptables"
 if [ "${1:-}" = fuzz ]; then
     PKGS="$PKGS clang libclang-rt-14-dev"
 fi

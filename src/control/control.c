@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,19 @@ struct controller {
 	struct smap resched;	 /* pod keys whose node went away */
 	struct smap unscheduled; /* pod keys without spec.nodeName */
 	struct smap svcs_by_ns;	 /* ns -> struct smap of service names */
+	/* Service allocations */
+	size_t nsvc_cidrs;
+	struct ipprefix svc_cidrs[2];
+	unsigned np_min, np_max;
+	struct smap holders;	  /* resource -> struct smap (svc key -> count) */
+	struct smap svc_allocs;	  /* svc key -> struct svc_alloc: our overlay's content */
+	struct smap svc_errors;	  /* svc key -> message */
+	struct smap lb_svcs;	  /* keys of LoadBalancer Services (pools changed: recheck) */
+	struct smap redirty_svcs; /* marked while sync_services runs */
+	bool in_svc_sync;
+	uint64_t cip_hint; /* every usable ClusterIP offset below it is held */
+	unsigned np_hint;  /* every node port below it is held */
+	char **errv;	   /* controller_errors() */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -159,6 +173,10 @@ static struct json_object *jobject(const char *api, const char *kind, struct jso
 
 /* ---------------------------------------------------------------- events */
 
+static void track_service_resources(struct controller *c, const char *key, const struct object *old,
+				    const struct object *new_obj);
+static void mark_svc(struct controller *c, const char *key);
+
 static bool svc_selects(const struct object *svc)
 {
 	return svc && svc->svc.selector.present && svc->svc.selector.match_labels.n &&
@@ -251,15 +269,20 @@ static void on_event(void *arg, enum store_event ev, const struct object *old,
 		}
 		mark_services_of(c, old, new_obj);
 		break;
-	case KIND_SERVICE:
+	case KIND_SERVICE: {
 		track_service(c, o, ev != STORE_REMOVED);
 		if (!c->leader)
+			return; /* what Services hold is rebuilt when taking the lead */
+		char *key = pod_key(o);
+		track_service_resources(c, key, old, new_obj);
+		mark_svc(c, key);
+		free(key);
+		break;
+	}
+	case KIND_IPADDRESSPOOL:
+		if (!c->leader)
 			return;
-		{
-			char *key = pod_key(o);
-			mark(&c->dirty_svcs, key);
-			free(key);
-		}
+		smap_foreach(&c->lb_svcs, it) mark_svc(c, it->key);
 		break;
 	default:
 		break;
@@ -284,6 +307,32 @@ struct controller *controller_new(struct store *s, const struct controller_cfg *
 			     : fam == AF_INET6	   ? 64
 						   : TWILL_DEFAULT_NODE_CIDR_LEN;
 	}
+	c->nsvc_cidrs = cfg->nservice_cidrs > 2 ? 2 : cfg->nservice_cidrs;
+	for (size_t i = 0; i < c->nsvc_cidrs; i++) {
+		c->svc_cidrs[i] = cfg->service_cidrs[i];
+		prefix_normalize(&c->svc_cidrs[i]);
+	}
+	if (!c->nsvc_cidrs) {
+		prefix_parse(CONTROL_DEFAULT_SERVICE_CIDR, &c->svc_cidrs[0]);
+		c->nsvc_cidrs = 1;
+	}
+	c->np_min = cfg->node_port_min ? cfg->node_port_min : CONTROL_DEFAULT_NODE_PORT_MIN;
+	c->np_max = cfg->node_port_max ? cfg->node_port_max : CONTROL_DEFAULT_NODE_PORT_MAX;
+	bool bad_svc = c->np_min > c->np_max;
+	for (size_t i = 0; i < c->nsvc_cidrs; i++)
+		bad_svc |= !ip_is_set(&c->svc_cidrs[i].addr) ||
+			   c->svc_cidrs[i].len > ip_maxlen(c->svc_cidrs[i].addr.family) - 2 ||
+			   (i == 1 && c->svc_cidrs[1].addr.family == c->svc_cidrs[0].addr.family);
+	if (bad_svc) {
+		char b0[IP_STRLEN];
+		log_error("control", "invalid service CIDR %s or node port range %u-%u",
+			  prefix_fmt(&c->svc_cidrs[0], b0), c->np_min, c->np_max);
+		free(c->mdir);
+		free(c->ovdir);
+		free(c);
+		errno = EINVAL;
+		return NULL;
+	}
 	if (!c->ncidrs) {
 		prefix_parse(TWILL_DEFAULT_CLUSTER_CIDR, &c->cidrs[0]);
 		c->lens[0] =
@@ -304,7 +353,9 @@ struct controller *controller_new(struct store *s, const struct controller_cfg *
 			return NULL;
 		}
 	}
-	store_subscribe(s, KIND_BIT(KIND_NODE) | KIND_BIT(KIND_POD) | KIND_BIT(KIND_SERVICE),
+	store_subscribe(s,
+			KIND_BIT(KIND_NODE) | KIND_BIT(KIND_POD) | KIND_BIT(KIND_SERVICE) |
+			    KIND_BIT(KIND_IPADDRESSPOOL),
 			on_event, c);
 	return c;
 }
@@ -315,6 +366,8 @@ static void free_smap(void *p)
 	smap_clear(m, NULL);
 	free(m);
 }
+
+static void svc_alloc_free(void *p);
 
 void controller_free(struct controller *c)
 {
@@ -332,6 +385,12 @@ void controller_free(struct controller *c)
 	smap_clear(&c->resched, NULL);
 	smap_clear(&c->unscheduled, NULL);
 	smap_clear(&c->svcs_by_ns, free_smap);
+	smap_clear(&c->holders, free_smap);
+	smap_clear(&c->svc_allocs, svc_alloc_free);
+	smap_clear(&c->svc_errors, free);
+	smap_clear(&c->lb_svcs, NULL);
+	smap_clear(&c->redirty_svcs, NULL);
+	free(c->errv);
 	free(c->mdir);
 	free(c->ovdir);
 	free(c);
@@ -397,11 +456,15 @@ static int full_pod(const struct object *o, void *arg)
 	return 0;
 }
 
+static void seed_alloc(struct controller *c, const struct object *svc, const char *key);
+
 static int full_svc(const struct object *o, void *arg)
 {
 	struct controller *c = arg;
 	track_service(c, o, true);
 	char *key = pod_key(o);
+	track_service_resources(c, key, NULL, o);
+	seed_alloc(c, o, key);
 	mark(&c->dirty_svcs, key);
 	free(key);
 	return 0;
@@ -440,7 +503,8 @@ static void sweep_files(struct controller *c)
 		if ((key = file_key(n, "pod.", ".sched.json"))) {
 			mark(&c->dirty_pods, key);
 			free(key);
-		} else if ((key = file_key(n, "endpointslice.", ".json"))) {
+		} else if ((key = file_key(n, "endpointslice.", ".json")) ||
+			   (key = file_key(n, "service.", ".json"))) {
 			mark(&c->dirty_svcs, key);
 			free(key);
 		} else if (str_has_prefix(n, "node.") && str_has_suffix(n, ".json") &&
@@ -458,6 +522,13 @@ static void full_pass(struct controller *c)
 {
 	smap_clear(&c->unscheduled, NULL);
 	smap_clear(&c->svcs_by_ns, free_smap);
+	/* Who holds what is rebuilt from the store and our files: events seen before the
+	 * lead (or before this controller existed) need not have been complete. */
+	smap_clear(&c->holders, free_smap);
+	smap_clear(&c->svc_allocs, svc_alloc_free);
+	smap_clear(&c->lb_svcs, NULL);
+	c->cip_hint = 0;
+	c->np_hint = 0;
 	store_foreach(c->s, KIND_NODE, full_node, c);
 	store_foreach(c->s, KIND_POD, full_pod, c);
 	store_foreach(c->s, KIND_SERVICE, full_svc, c);
@@ -966,6 +1037,935 @@ static int sync_pods(struct controller *c)
 	return ret;
 }
 
+/* ---------------------------------------------------------------- Service allocations */
+
+/* What the API server's allocators and MetalLB's controller would add to a Service.  The
+ * overlay file holds exactly this; `svc_allocs` mirrors the file (as written, or as read
+ * back when taking the lead), so what the effective Service shows can be told apart from
+ * what its manifest says: a value equal to ours is ours, any other is the user's. */
+struct np_alloc {
+	char *name;
+	enum proto proto;
+	uint16_t port, node_port;
+};
+
+struct svc_alloc {
+	size_t ncips;
+	struct ipaddr cips[2];
+	size_t nports;
+	struct np_alloc *ports;
+	uint16_t hc;
+	size_t nlb;
+	struct ipaddr lb[2];
+};
+
+static void svc_alloc_free(void *p)
+{
+	struct svc_alloc *a = p;
+	if (!a)
+		return;
+	for (size_t i = 0; i < a->nports; i++)
+		free(a->ports[i].name);
+	free(a->ports);
+	free(a);
+}
+
+static bool svc_alloc_empty(const struct svc_alloc *a)
+{
+	return !a->ncips && !a->nports && !a->hc && !a->nlb;
+}
+
+static bool svc_alloc_eq(const struct svc_alloc *a, const struct svc_alloc *b)
+{
+	if (a->ncips != b->ncips || a->nports != b->nports || a->hc != b->hc || a->nlb != b->nlb)
+		return false;
+	for (size_t i = 0; i < a->ncips; i++)
+		if (!ip_eq(&a->cips[i], &b->cips[i]))
+			return false;
+	for (size_t i = 0; i < a->nlb; i++)
+		if (!ip_eq(&a->lb[i], &b->lb[i]))
+			return false;
+	for (size_t i = 0; i < a->nports; i++) {
+		const struct np_alloc *x = &a->ports[i], *y = &b->ports[i];
+		if (x->proto != y->proto || x->port != y->port || x->node_port != y->node_port ||
+		    strcmp(x->name ? x->name : "", y->name ? y->name : ""))
+			return false;
+	}
+	return true;
+}
+
+static void np_push(struct svc_alloc *a, const struct svc_port *sp, uint16_t node_port)
+{
+	a->ports = xrealloc(a->ports, (a->nports + 1) * sizeof(*a->ports));
+	a->ports[a->nports++] = (struct np_alloc){.name = xstrdup(sp->name),
+						  .proto = sp->proto,
+						  .port = sp->port,
+						  .node_port = node_port};
+}
+
+static const struct np_alloc *np_find(const struct svc_alloc *a, const struct svc_port *sp)
+{
+	for (size_t i = 0; a && i < a->nports; i++) {
+		const struct np_alloc *p = &a->ports[i];
+		if (p->proto == sp->proto && p->port == sp->port &&
+		    !strcmp(p->name ? p->name : "", sp->name ? sp->name : ""))
+			return p;
+	}
+	return NULL;
+}
+
+static bool ip_in(const struct ipaddr *v, size_t n, const struct ipaddr *a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ip_eq(&v[i], a))
+			return true;
+	return false;
+}
+
+/* ---- resources and who holds them ----
+ * A resource is "c/<ip>" (ClusterIP), "n/<port>" (nodePort or healthCheckNodePort: one
+ * number space, whatever the protocol, as in Kubernetes) or "l/<ip>" (load-balancer
+ * address).  `holders` maps each to the Services holding it (key -> count), from two
+ * sources: every Service's effective object (kept current from store events) and our own
+ * allocations (which may not have been read back yet). */
+
+struct reslist {
+	size_t n, cap;
+	char **v;
+};
+
+static void res_push(struct reslist *l, char *r)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 8;
+		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	l->v[l->n++] = r;
+}
+
+static void res_push_ip(struct reslist *l, char type, const struct ipaddr *ip)
+{
+	char buf[IP_STRLEN];
+	res_push(l, xasprintf("%c/%s", type, ip_fmt(ip, buf)));
+}
+
+static void res_push_port(struct reslist *l, uint16_t port)
+{
+	res_push(l, xasprintf("n/%u", port));
+}
+
+static void res_free(struct reslist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sort and drop duplicates: each Service holds a resource once per source. */
+static void res_settle(struct reslist *l)
+{
+	if (l->n < 2)
+		return;
+	qsort(l->v, l->n, sizeof(*l->v), cmp_str);
+	size_t w = 1;
+	for (size_t i = 1; i < l->n; i++) {
+		if (!strcmp(l->v[i], l->v[w - 1]))
+			free(l->v[i]);
+		else
+			l->v[w++] = l->v[i];
+	}
+	l->n = w;
+}
+
+static bool has_node_ports(const struct service_obj *s)
+{
+	return s->type == SVC_NODE_PORT || s->type == SVC_LOAD_BALANCER;
+}
+
+static void obj_resources(const struct object *o, struct reslist *l)
+{
+	const struct service_obj *s = &o->svc;
+	if (s->type == SVC_EXTERNAL_NAME)
+		return;
+	for (size_t i = 0; i < s->ncluster_ips && i < 2 && !s->headless; i++)
+		res_push_ip(l, 'c', &s->cluster_ips[i]);
+	if (has_node_ports(s)) {
+		for (size_t i = 0; i < s->nports; i++)
+			if (s->ports[i].node_port)
+				res_push_port(l, s->ports[i].node_port);
+		if (s->health_check_node_port)
+			res_push_port(l, s->health_check_node_port);
+	}
+	if (s->type == SVC_LOAD_BALANCER)
+		for (size_t i = 0; i < s->nlb_ips; i++)
+			res_push_ip(l, 'l', &s->lb_ips[i]);
+	res_settle(l);
+}
+
+static void alloc_resources(const struct svc_alloc *a, struct reslist *l)
+{
+	for (size_t i = 0; i < a->ncips; i++)
+		res_push_ip(l, 'c', &a->cips[i]);
+	for (size_t i = 0; i < a->nports; i++)
+		res_push_port(l, a->ports[i].node_port);
+	if (a->hc)
+		res_push_port(l, a->hc);
+	for (size_t i = 0; i < a->nlb; i++)
+		res_push_ip(l, 'l', &a->lb[i]);
+	res_settle(l);
+}
+
+static bool alloc_holds(const struct svc_alloc *a, const char *res)
+{
+	if (!a)
+		return false;
+	struct reslist l = {0};
+	alloc_resources(a, &l);
+	bool r = bsearch(&res, l.v, l.n, sizeof(*l.v), cmp_str) != NULL;
+	res_free(&l);
+	return r;
+}
+
+/* Marks made while sync_services walks its snapshot of dirty keys go to `redirty`, so
+ * the walk's clean-up cannot drop them. */
+static void mark_svc(struct controller *c, const char *key)
+{
+	mark(c->in_svc_sync ? &c->redirty_svcs : &c->dirty_svcs, key);
+}
+
+static void mark_other_holders(struct controller *c, struct smap *h, const char *key)
+{
+	if (!c->leader || !h)
+		return;
+	smap_foreach(h, it) if (strcmp(it->key, key)) mark_svc(c, it->key);
+}
+
+static void hold(struct controller *c, const char *res, const char *key)
+{
+	bool created;
+	void **slot = smap_slot(&c->holders, res, &created);
+	if (created)
+		*slot = xcalloc(1, sizeof(struct smap));
+	struct smap *h = *slot;
+	void **cnt = smap_slot(h, key, &created);
+	*cnt = (void *)((uintptr_t)*cnt + 1);
+	if (created && h->n > 1)
+		mark_other_holders(c, h, key); /* a conflict begins: the winner may change */
+}
+
+static void release(struct controller *c, const char *res, const char *key)
+{
+	struct smap *h = smap_get(&c->holders, res);
+	if (!h || !smap_has(h, key))
+		return;
+	void **cnt = smap_slot(h, key, NULL);
+	uintptr_t n = (uintptr_t)*cnt;
+	if (n > 1) {
+		*cnt = (void *)(n - 1);
+		return;
+	}
+	smap_del(h, key);
+	if (h->n) {
+		mark_other_holders(c, h, key); /* a conflict may have ended */
+		return;
+	}
+	free_smap(smap_del(&c->holders, res));
+	/* Free again: lower the search hints, and give waiting Services another try. */
+	struct ipaddr ip;
+	if (res[0] == 'c' && !ip_parse(res + 2, &ip) && c->nsvc_cidrs) {
+		int64_t off = prefix_offset(&c->svc_cidrs[0], &ip);
+		if (off >= 0 && (uint64_t)off < c->cip_hint)
+			c->cip_hint = (uint64_t)off;
+	} else if (res[0] == 'n') {
+		unsigned long p = strtoul(res + 2, NULL, 10);
+		if (p < c->np_hint)
+			c->np_hint = (unsigned)p;
+	}
+	if (c->leader)
+		smap_foreach(&c->svc_errors, it) mark_svc(c, it->key);
+}
+
+static void hold_list(struct controller *c, const struct reslist *l, const char *key)
+{
+	for (size_t i = 0; i < l->n; i++)
+		hold(c, l->v[i], key);
+}
+
+static void release_list(struct controller *c, const struct reslist *l, const char *key)
+{
+	for (size_t i = 0; i < l->n; i++)
+		release(c, l->v[i], key);
+}
+
+static bool res_free_for_all(const struct controller *c, const char *res)
+{
+	return !smap_get(&c->holders, res);
+}
+
+/* A Service's effective object changed: update what it holds (the difference only, so an
+ * unrelated change marks nobody). */
+static void track_service_resources(struct controller *c, const char *key, const struct object *old,
+				    const struct object *new_obj)
+{
+	struct reslist ro = {0}, rn = {0};
+	if (old)
+		obj_resources(old, &ro);
+	if (new_obj)
+		obj_resources(new_obj, &rn);
+	size_t i = 0, k = 0;
+	while (i < ro.n || k < rn.n) {
+		int d = i == ro.n ? 1 : k == rn.n ? -1 : strcmp(ro.v[i], rn.v[k]);
+		if (d < 0)
+			release(c, ro.v[i++], key);
+		else if (d > 0)
+			hold(c, rn.v[k++], key);
+		else
+			i++, k++;
+	}
+	res_free(&ro);
+	res_free(&rn);
+	if (new_obj && new_obj->svc.type == SVC_LOAD_BALANCER)
+		mark(&c->lb_svcs, key);
+	else
+		smap_del(&c->lb_svcs, key);
+}
+
+/* ---- errors ---- */
+
+static int cmp_cstr(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void rebuild_errv(struct controller *c)
+{
+	free(c->errv);
+	c->errv = xcalloc(c->svc_errors.n + 1, sizeof(*c->errv));
+	size_t n = 0;
+	smap_foreach(&c->svc_errors, it) c->errv[n++] = it->val;
+	qsort(c->errv, n, sizeof(*c->errv), cmp_cstr);
+}
+
+/* msg: owned, NULL when the Service has no problem (any more). */
+static void set_svc_error(struct controller *c, const char *key, char *msg)
+{
+	char *cur = smap_get(&c->svc_errors, key);
+	if ((!cur && !msg) || (cur && msg && !strcmp(cur, msg))) {
+		free(msg);
+		return;
+	}
+	if (msg) {
+		log_error("control", "%s", msg);
+		free(cur);
+		*smap_slot(&c->svc_errors, key, NULL) = msg;
+	} else {
+		log_info("control", "Service %s: allocation problem resolved", key);
+		free(smap_del(&c->svc_errors, key));
+	}
+	rebuild_errv(c);
+}
+
+const char *const *controller_errors(const struct controller *c)
+{
+	static const char *const none[] = {NULL};
+	return c->errv ? (const char *const *)c->errv : none;
+}
+
+struct errbuf {
+	char *s;
+};
+
+static void errf(struct errbuf *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void errf(struct errbuf *e, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *m = NULL;
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	if (!m)
+		return;
+	char *s = e->s ? xasprintf("%s; %s", e->s, m) : m;
+	if (e->s) {
+		free(e->s);
+		free(m);
+	}
+	e->s = s;
+}
+
+/* ---- conflicts between manifests ---- */
+
+static bool declared_before(const struct object *a, const char *akey, const struct object *b,
+			    const char *bkey)
+{
+	int r = strcmp(a->meta.file ? a->meta.file : "", b->meta.file ? b->meta.file : "");
+	if (r)
+		return r < 0;
+	if (a->meta.line != b->meta.line)
+		return a->meta.line < b->meta.line;
+	return strcmp(akey, bkey) < 0;
+}
+
+/* Another Service that holds `res` with a better claim than Service `key` (whose manifest
+ * sets it), or NULL.  Our earlier allocations come first (the API server would have
+ * refused the later claim), then the Service declared first. */
+static const char *conflict_winner(const struct controller *c, const char *key,
+				   const struct object *svc, const char *res)
+{
+	struct smap *h = smap_get(&c->holders, res);
+	if (!h || (h->n == 1 && smap_has(h, key)))
+		return NULL;
+	if (alloc_holds(smap_get(&c->svc_allocs, key), res))
+		return NULL;
+	const char *best = NULL;
+	smap_foreach(h, it)
+	{
+		if (!strcmp(it->key, key))
+			continue;
+		bool wins = alloc_holds(smap_get(&c->svc_allocs, it->key), res);
+		if (!wins) {
+			char *k = xstrdup(it->key);
+			char *name = split_key(k);
+			const struct object *o = store_get(c->s, KIND_SERVICE, k, name);
+			wins = o && declared_before(o, it->key, svc, key);
+			free(k);
+		}
+		if (wins && (!best || strcmp(it->key, best) < 0))
+			best = it->key;
+	}
+	return best;
+}
+
+/* ---- allocators ---- */
+
+static bool alloc_cluster_ip(struct controller *c, struct ipaddr *out, struct reslist *tmp,
+			     const char *key)
+{
+	const struct ipprefix *p = &c->svc_cidrs[0];
+	uint64_t size = prefix_size(p);
+	uint64_t end = p->addr.family == AF_INET && size > 4 ? size - 1 : size; /* broadcast */
+	/* Offset 0 is the network address, 1 the `kubernetes` Service's address. */
+	for (uint64_t off = c->cip_hint > 2 ? c->cip_hint : 2; off < end; off++) {
+		struct ipaddr ip;
+		if (prefix_host(p, off, &ip))
+			break;
+		char buf[IP_STRLEN];
+		char *res = xasprintf("c/%s", ip_fmt(&ip, buf));
+		if (res_free_for_all(c, res)) {
+			hold(c, res, key);
+			res_push(tmp, res);
+			c->cip_hint = off + 1;
+			*out = ip;
+			return true;
+		}
+		free(res);
+	}
+	c->cip_hint = end;
+	return false;
+}
+
+static uint16_t alloc_node_port(struct controller *c, struct reslist *tmp, const char *key)
+{
+	unsigned from = c->np_hint > c->np_min ? c->np_hint : c->np_min;
+	for (unsigned p = from; p <= c->np_max; p++) {
+		char *res = xasprintf("n/%u", p);
+		if (res_free_for_all(c, res)) {
+			hold(c, res, key);
+			res_push(tmp, res);
+			c->np_hint = p + 1;
+			return (uint16_t)p;
+		}
+		free(res);
+	}
+	c->np_hint = c->np_max + 1u;
+	return 0;
+}
+
+struct pools {
+	size_t n;
+	const struct object **v;
+	const char *want; /* pool named by the annotation, or NULL */
+};
+
+static int collect_pool(const struct object *o, void *arg)
+{
+	struct pools *p = arg;
+	if (p->want ? strcmp(o->meta.name, p->want) != 0 : !o->pool.auto_assign)
+		return 0;
+	p->v = xrealloc(p->v, (p->n + 1) * sizeof(*p->v));
+	p->v[p->n++] = o;
+	return 0;
+}
+
+struct any_pool {
+	const struct ipaddr *ip;
+	const char *want;
+	bool found;
+};
+
+static int find_pool_of(const struct object *o, void *arg)
+{
+	struct any_pool *x = arg;
+	if (x->want && strcmp(o->meta.name, x->want))
+		return 0;
+	for (size_t i = 0; i < o->pool.nranges; i++)
+		if (prefix_contains(&o->pool.cidrs[i], x->ip)) {
+			x->found = true;
+			return 1;
+		}
+	return 0;
+}
+
+/* Is ip in a pool this Service may use?  any: every pool (an explicitly requested
+ * address), else only auto-assigning ones unless the annotation names the pool. */
+static bool ip_in_pools(const struct controller *c, const struct ipaddr *ip, const char *want,
+			bool any)
+{
+	if (!want && !any) {
+		struct pools p = {0};
+		store_foreach(c->s, KIND_IPADDRESSPOOL, collect_pool, &p);
+		bool found = false;
+		for (size_t i = 0; i < p.n && !found; i++)
+			for (size_t k = 0; k < p.v[i]->pool.nranges && !found; k++)
+				found = prefix_contains(&p.v[i]->pool.cidrs[k], ip);
+		free(p.v);
+		return found;
+	}
+	struct any_pool x = {.ip = ip, .want = want};
+	store_foreach(c->s, KIND_IPADDRESSPOOL, find_pool_of, &x);
+	return x.found;
+}
+
+#define POOL_SCAN_MAX (1u << 20) /* addresses looked at per pool range */
+
+/* First free address of `family` (0: any) in the Service's pools, as MetalLB assigns. */
+static bool alloc_lb_ip(struct controller *c, const struct pools *p, int family, struct ipaddr *out,
+			struct reslist *tmp, const char *key)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		const struct ippool_obj *pool = &p->v[i]->pool;
+		for (size_t r = 0; r < pool->nranges; r++) {
+			const struct ipprefix *cidr = &pool->cidrs[r];
+			if (family && cidr->addr.family != family)
+				continue;
+			uint64_t size = prefix_size(cidr);
+			for (uint64_t off = 0; off < size && off < POOL_SCAN_MAX; off++) {
+				struct ipaddr ip;
+				if (prefix_host(cidr, off, &ip))
+					break;
+				char buf[IP_STRLEN];
+				char *res = xasprintf("l/%s", ip_fmt(&ip, buf));
+				if (res_free_for_all(c, res)) {
+					hold(c, res, key);
+					res_push(tmp, res);
+					*out = ip;
+					return true;
+				}
+				free(res);
+			}
+		}
+	}
+	return false;
+}
+
+/* ---- one Service ---- */
+
+static char *svc_file(const struct controller *c, const char *ns, const char *name)
+{
+	return xasprintf("%s/service.%s.%s.json", c->ovdir, ns, name);
+}
+
+static int write_svc_file(struct controller *c, const char *ns, const char *name,
+			  const struct svc_alloc *a)
+{
+	char buf[IP_STRLEN];
+	struct json_object *o = jobject("v1", "Service", jmeta(name, ns));
+	struct json_object *spec = json_object_new_object();
+	if (a->ncips) {
+		json_object_object_add(spec, "clusterIP",
+				       json_object_new_string(ip_fmt(&a->cips[0], buf)));
+		struct json_object *arr = json_object_new_array();
+		for (size_t i = 0; i < a->ncips; i++)
+			json_object_array_add(arr,
+					      json_object_new_string(ip_fmt(&a->cips[i], buf)));
+		json_object_object_add(spec, "clusterIPs", arr);
+	}
+	if (a->nports) {
+		struct json_object *arr = json_object_new_array();
+		for (size_t i = 0; i < a->nports; i++) {
+			const struct np_alloc *p = &a->ports[i];
+			struct json_object *pj = json_object_new_object();
+			if (p->name && *p->name)
+				json_object_object_add(pj, "name", json_object_new_string(p->name));
+			json_object_object_add(pj, "protocol",
+					       json_object_new_string(proto_name(p->proto)));
+			json_object_object_add(pj, "port", json_object_new_int(p->port));
+			json_object_object_add(pj, "nodePort", json_object_new_int(p->node_port));
+			json_object_array_add(arr, pj);
+		}
+		json_object_object_add(spec, "ports", arr);
+	}
+	if (a->hc)
+		json_object_object_add(spec, "healthCheckNodePort", json_object_new_int(a->hc));
+	json_object_object_add(o, "spec", spec);
+	if (a->nlb) {
+		struct json_object *ing = json_object_new_array();
+		for (size_t i = 0; i < a->nlb; i++) {
+			struct json_object *e = json_object_new_object();
+			json_object_object_add(e, "ip",
+					       json_object_new_string(ip_fmt(&a->lb[i], buf)));
+			json_object_array_add(ing, e);
+		}
+		struct json_object *lb = json_object_new_object();
+		json_object_object_add(lb, "ingress", ing);
+		struct json_object *st = json_object_new_object();
+		json_object_object_add(st, "loadBalancer", lb);
+		json_object_object_add(o, "status", st);
+	}
+	char *path = svc_file(c, ns, name);
+	int err = write_json(path, o);
+	free(path);
+	json_object_put(o);
+	return err;
+}
+
+static void lb_part(struct controller *c, const char *key, const struct object *svc,
+		    const struct svc_alloc *a, struct svc_alloc *n, struct reslist *tmp,
+		    struct errbuf *eb)
+{
+	const struct service_obj *s = &svc->svc;
+	if (s->nlb_ips && !(a && a->nlb == s->nlb_ips && ip_in(a->lb, a->nlb, &s->lb_ips[0])))
+		return; /* the manifest's own status */
+	const char *want = labels_get(&svc->meta.annotations, CONTROL_ANN_ADDRESS_POOL);
+	if (want && !*want)
+		want = NULL;
+	char buf[IP_STRLEN];
+	bool had = a && a->nlb;
+	/* Still in a pool this Service may use: ours stays (MetalLB revokes otherwise). */
+	bool had_ok = had;
+	for (size_t i = 0; had_ok && i < a->nlb; i++)
+		had_ok = ip_in_pools(c, &a->lb[i], want, ip_is_set(&s->lb_ip_requested));
+	if (ip_is_set(&s->lb_ip_requested)) {
+		const struct ipaddr *rq = &s->lb_ip_requested;
+		if (had_ok && a->nlb == 1 && ip_eq(&a->lb[0], rq)) {
+			n->lb[n->nlb++] = a->lb[0];
+			return;
+		}
+		char *res = xasprintf("l/%s", ip_fmt(rq, buf));
+		const char *why = NULL;
+		const char *other = NULL;
+		if (!ip_in_pools(c, rq, want, true)) {
+			why = "is in no IPAddressPool";
+		} else if (!res_free_for_all(c, res)) {
+			struct smap *h = smap_get(&c->holders, res);
+			smap_foreach(h, it) if (strcmp(it->key, key)) other = it->key;
+			why = other ? "is already used by Service" : NULL;
+		}
+		if (!why) {
+			hold(c, res, key);
+			res_push(tmp, res);
+			n->lb[n->nlb++] = *rq;
+			return;
+		}
+		if (want)
+			errf(eb, "loadBalancerIP %s %s%s%s (pool %s)", ip_fmt(rq, buf), why,
+			     other ? " " : "", other ? other : "", want);
+		else
+			errf(eb, "loadBalancerIP %s %s%s%s", ip_fmt(rq, buf), why, other ? " " : "",
+			     other ? other : "");
+		free(res);
+		if (had_ok) /* the Service keeps what it had */
+			for (size_t i = 0; i < a->nlb; i++)
+				n->lb[n->nlb++] = a->lb[i];
+		return;
+	}
+	if (had_ok) {
+		for (size_t i = 0; i < a->nlb; i++)
+			n->lb[n->nlb++] = a->lb[i];
+		return;
+	}
+	struct pools p = {.want = want};
+	store_foreach(c->s, KIND_IPADDRESSPOOL, collect_pool, &p);
+	int fams[2] = {0, 0};
+	size_t nf = 0;
+	const struct ipaddr *cips = n->ncips ? n->cips : s->cluster_ips;
+	size_t ncips = n->ncips ? n->ncips : s->ncluster_ips;
+	for (size_t i = 0; i < ncips && i < 2; i++)
+		fams[nf++] = cips[i].family;
+	if (!nf)
+		nf = 1; /* family 0: any */
+	for (size_t i = 0; i < nf; i++) {
+		struct ipaddr ip;
+		if (alloc_lb_ip(c, &p, fams[i], &ip, tmp, key))
+			n->lb[n->nlb++] = ip;
+	}
+	if (!n->nlb) {
+		if (want && !p.n)
+			errf(eb, "no IPAddressPool named %s", want);
+		else if (!p.n)
+			errf(eb, "no IPAddressPool with autoAssign to take a LoadBalancer address "
+				 "from");
+		else if (want)
+			errf(eb, "no free address left in IPAddressPool %s", want);
+		else
+			errf(eb, "no free address left in the IPAddressPools with autoAssign");
+	}
+	free(p.v);
+}
+
+static void log_alloc(const char *key, const struct svc_alloc *a)
+{
+	char line[512], buf[IP_STRLEN];
+	size_t len = 0;
+#define ADD(...)                                                                                   \
+	do {                                                                                       \
+		int r_ = snprintf(line + len, sizeof(line) - len, __VA_ARGS__);                    \
+		if (r_ > 0)                                                                        \
+			len =                                                                      \
+			    len + (size_t)r_ < sizeof(line) ? len + (size_t)r_ : sizeof(line) - 1; \
+	} while (0)
+	line[0] = 0;
+	for (size_t i = 0; i < a->ncips; i++)
+		ADD(" clusterIP %s", ip_fmt(&a->cips[i], buf));
+	for (size_t i = 0; i < a->nports; i++)
+		ADD(" nodePort %s/%u=%u", proto_name(a->ports[i].proto), a->ports[i].port,
+		    a->ports[i].node_port);
+	if (a->hc)
+		ADD(" healthCheckNodePort %u", a->hc);
+	for (size_t i = 0; i < a->nlb; i++)
+		ADD(" loadBalancer %s", ip_fmt(&a->lb[i], buf));
+#undef ADD
+	log_info("control", "Service %s:%s", key, line);
+}
+
+/* Decide what our overlay for Service `key` holds, write it if that changed, and record
+ * it.  0 or -errno (the Service then stays dirty). */
+static int sync_alloc(struct controller *c, const char *key, const char *ns, const char *name,
+		      const struct object *svc)
+{
+	struct svc_alloc *a = smap_get(&c->svc_allocs, key);
+	struct svc_alloc *n = xcalloc(1, sizeof(*n));
+	struct reslist tmp = {0};
+	struct errbuf eb = {0};
+	char buf[IP_STRLEN];
+	const struct service_obj *s = svc ? &svc->svc : NULL;
+
+	if (s && s->type != SVC_EXTERNAL_NAME && !s->headless) {
+		/* ClusterIP */
+		if (s->ncluster_ips) {
+			for (size_t i = 0; i < s->ncluster_ips && i < 2; i++) {
+				const struct ipaddr *ip = &s->cluster_ips[i];
+				if (a && ip_in(a->cips, a->ncips, ip)) {
+					n->cips[n->ncips++] = *ip;
+					continue;
+				}
+				char *res = xasprintf("c/%s", ip_fmt(ip, buf));
+				const char *w = conflict_winner(c, key, svc, res);
+				if (w)
+					errf(&eb, "clusterIP %s is already used by Service %s", buf,
+					     w);
+				free(res);
+			}
+		} else if (a && a->ncips) {
+			/* written, not read back yet */
+			memcpy(n->cips, a->cips, sizeof(n->cips));
+			n->ncips = a->ncips;
+		} else if (c->nsvc_cidrs) {
+			if (alloc_cluster_ip(c, &n->cips[0], &tmp, key))
+				n->ncips = 1;
+			else
+				errf(&eb, "no free ClusterIP left in service CIDR %s",
+				     prefix_fmt(&c->svc_cidrs[0], buf));
+		}
+
+		/* nodePorts: for NodePort, and for LoadBalancer unless turned off */
+		bool want_np = s->type == SVC_NODE_PORT ||
+			       (s->type == SVC_LOAD_BALANCER && s->allocate_lb_node_ports);
+		for (size_t i = 0; has_node_ports(s) && i < s->nports; i++) {
+			const struct svc_port *sp = &s->ports[i];
+			const struct np_alloc *pa = np_find(a, sp);
+			if (sp->node_port) {
+				if (pa && pa->node_port == sp->node_port) {
+					np_push(n, sp, sp->node_port);
+					continue;
+				}
+				char *res = xasprintf("n/%u", sp->node_port);
+				const char *w = conflict_winner(c, key, svc, res);
+				if (w)
+					errf(&eb, "nodePort %u is already used by Service %s",
+					     sp->node_port, w);
+				free(res);
+				continue;
+			}
+			if (!want_np)
+				continue;
+			if (pa && pa->node_port) {
+				np_push(n, sp, pa->node_port);
+				continue;
+			}
+			/* One port number over several protocols shares its nodePort, as the
+			 * API server does it. */
+			uint16_t np = 0;
+			for (size_t k = 0; k < s->nports && !np; k++)
+				if (k != i && s->ports[k].port == sp->port &&
+				    s->ports[k].proto != sp->proto)
+					np = s->ports[k].node_port;
+			for (size_t k = 0; k < n->nports && !np; k++)
+				if (n->ports[k].port == sp->port && n->ports[k].proto != sp->proto)
+					np = n->ports[k].node_port;
+			if (!np)
+				np = alloc_node_port(c, &tmp, key);
+			if (np)
+				np_push(n, sp, np);
+			else
+				errf(&eb, "port %s/%u: no free nodePort left in %u-%u",
+				     proto_name(sp->proto), sp->port, c->np_min, c->np_max);
+		}
+
+		/* healthCheckNodePort: externalTrafficPolicy Local */
+		if (has_node_ports(s) && s->etp_local) {
+			if (s->health_check_node_port) {
+				if (a && a->hc == s->health_check_node_port) {
+					n->hc = a->hc;
+				} else {
+					char *res = xasprintf("n/%u", s->health_check_node_port);
+					const char *w = conflict_winner(c, key, svc, res);
+					if (w)
+						errf(&eb,
+						     "healthCheckNodePort %u is already used by "
+						     "Service %s",
+						     s->health_check_node_port, w);
+					free(res);
+				}
+			} else if (a && a->hc) {
+				n->hc = a->hc;
+			} else if (!(n->hc = alloc_node_port(c, &tmp, key))) {
+				errf(&eb, "no free healthCheckNodePort left in %u-%u", c->np_min,
+				     c->np_max);
+			}
+		}
+
+		if (s->type == SVC_LOAD_BALANCER)
+			lb_part(c, key, svc, a, n, &tmp, &eb);
+	}
+
+	int err = 0;
+	bool changed = !svc || (a ? !svc_alloc_eq(a, n) : !svc_alloc_empty(n));
+	if (changed && svc_alloc_empty(n)) {
+		char *path = svc_file(c, ns, name);
+		err = unlink_quiet(path);
+		free(path);
+	} else if (changed) {
+		err = write_svc_file(c, ns, name, n);
+		if (!err)
+			log_alloc(key, n);
+	}
+	if (err) {
+		release_list(c, &tmp, key);
+		res_free(&tmp);
+		svc_alloc_free(n);
+		free(eb.s);
+		return err;
+	}
+	/* Hold what the new allocation holds before letting go of the old one, so what
+	 * both have is never free in between. */
+	struct reslist rn = {0}, ro = {0};
+	alloc_resources(n, &rn);
+	hold_list(c, &rn, key);
+	release_list(c, &tmp, key);
+	if (a) {
+		alloc_resources(a, &ro);
+		release_list(c, &ro, key);
+	}
+	res_free(&rn);
+	res_free(&ro);
+	res_free(&tmp);
+	svc_alloc_free(smap_del(&c->svc_allocs, key));
+	if (svc)
+		*smap_slot(&c->svc_allocs, key, NULL) = n;
+	else
+		svc_alloc_free(n);
+	set_svc_error(c, key, eb.s ? xasprintf("Service %s: %s", key, eb.s) : NULL);
+	free(eb.s);
+	return 0;
+}
+
+/* Taking the lead: what our overlay file holds (as the store read it) is ours. */
+static int seed_cb(const struct object *o, void *arg)
+{
+	struct svc_alloc *a = arg;
+	if (o->kind != KIND_SERVICE)
+		return 0;
+	const struct service_obj *s = &o->svc;
+	for (size_t i = 0; i < s->ncluster_ips && i < 2; i++)
+		a->cips[a->ncips++] = s->cluster_ips[i];
+	for (size_t i = 0; i < s->nports; i++)
+		if (s->ports[i].node_port)
+			np_push(a, &s->ports[i], s->ports[i].node_port);
+	a->hc = s->health_check_node_port;
+	for (size_t i = 0; i < s->nlb_ips && a->nlb < 2; i++)
+		a->lb[a->nlb++] = s->lb_ips[i];
+	return 1;
+}
+
+static void seed_alloc(struct controller *c, const struct object *svc, const char *key)
+{
+	const char *ns = svc->meta.ns ? svc->meta.ns : "default";
+	char *origin = xasprintf("%s/service.%s.%s.json", SOURCE_OVERLAY_DIR, ns, svc->meta.name);
+	struct svc_alloc *a = xcalloc(1, sizeof(*a));
+	if (!store_origin_foreach(c->s, origin, seed_cb, a)) {
+		svc_alloc_free(a);
+	} else {
+		struct reslist l = {0};
+		alloc_resources(a, &l);
+		hold_list(c, &l, key);
+		res_free(&l);
+		svc_alloc_free(smap_del(&c->svc_allocs, key));
+		*smap_slot(&c->svc_allocs, key, NULL) = a;
+	}
+	free(origin);
+}
+
+/* Allocate for the dirty Services, in declaration order (the order a cluster would have
+ * created them in), so the lab's addresses do not depend on names. */
+static int sync_allocs(struct controller *c, const char **keys, size_t nk, bool *failed)
+{
+	int ret = 0;
+	struct decl_order *d = xcalloc(nk + 1, sizeof(*d));
+	for (size_t i = 0; i < nk; i++) {
+		char *k = xstrdup(keys[i]);
+		char *name = split_key(k);
+		const struct object *svc = store_get(c->s, KIND_SERVICE, k, name);
+		free(k);
+		d[i] = (struct decl_order){(char *)keys[i], svc ? svc->meta.file : NULL,
+					   svc ? svc->meta.line : 0};
+	}
+	qsort(d, nk, sizeof(*d), cmp_decl_order);
+	for (size_t i = 0; i < nk; i++) {
+		char *k = xstrdup(d[i].name);
+		char *name = split_key(k);
+		const struct object *svc = store_get(c->s, KIND_SERVICE, k, name);
+		int err = sync_alloc(c, d[i].name, k, name, svc);
+		free(k);
+		if (err) {
+			ret = err;
+			/* find it in keys[] to report the failure */
+			for (size_t j = 0; j < nk; j++)
+				if (keys[j] == d[i].name)
+					failed[j] = true;
+		}
+	}
+	free(d);
+	return ret;
+}
+
 /* ---------------------------------------------------------------- EndpointSlices */
 
 struct podvec {
@@ -1269,7 +2269,12 @@ static int sync_services(struct controller *c)
 	bool indexed = false;
 	char **done = xcalloc(nk + 1, sizeof(*done));
 	size_t ndone = 0;
+	bool *failed = xcalloc(nk + 1, sizeof(*failed));
+	c->in_svc_sync = true;
+	ret = sync_allocs(c, keys, nk, failed);
 	for (size_t i = 0; i < nk; i++) {
+		if (failed[i])
+			continue;
 		char *key = xstrdup(keys[i]);
 		char *name = split_key(key);
 		const struct object *svc = store_get(c->s, KIND_SERVICE, key, name);
@@ -1292,12 +2297,16 @@ static int sync_services(struct controller *c)
 			done[ndone++] = xstrdup(keys[i]);
 	}
 	free(keys);
+	free(failed);
 	smap_clear(&idx, free_podvec);
 	for (size_t i = 0; i < ndone; i++) {
 		smap_del(&c->dirty_svcs, done[i]);
 		free(done[i]);
 	}
 	free(done);
+	c->in_svc_sync = false;
+	smap_foreach(&c->redirty_svcs, it) mark(&c->dirty_svcs, it->key);
+	smap_clear(&c->redirty_svcs, NULL);
 	return ret;
 }
 

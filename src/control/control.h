@@ -9,7 +9,13 @@
  *   - spec.nodeName for each Pod without one (spread: fewest pods of the same owner,
  *     then fewest pods, then node name);
  *   - one EndpointSlice per Service with a selector, from the matching Pods' IPs and
- *     readiness (seed 001).
+ *     readiness (seed 001);
+ *   - what the API server allocates for a Service (a ClusterIP from the service CIDR,
+ *     nodePorts and the healthCheckNodePort from the node-port range) and what MetalLB's
+ *     controller assigns (status.loadBalancer.ingress from an IPAddressPool), written as
+ *     the overlay .twill/service.<ns>.<name>.json.  Allocation problems (a full range or
+ *     pool, a requested address taken, two Services claiming one nodePort or ClusterIP)
+ *     are reported per Service through controller_errors(); the Service keeps what it had.
  * Earlier decisions found in .twill/ are kept: a restart allocates nothing twice.
  * The first controller_sync() after taking the lead also reconciles the files already in
  * .twill/ (removing those whose object is gone), so load the store before that sync. */
@@ -25,11 +31,25 @@
  * Kubernetes' own "endpointslice-controller.k8s.io"). */
 #define CONTROL_MANAGED_BY "controller.twill.io"
 
+/* Defaults of kube-apiserver's --service-cluster-ip-range and --service-node-port-range. */
+#define CONTROL_DEFAULT_SERVICE_CIDR "10.96.0.0/16"
+#define CONTROL_DEFAULT_NODE_PORT_MIN 30000
+#define CONTROL_DEFAULT_NODE_PORT_MAX 32767
+/* MetalLB's annotation naming the IPAddressPool a Service takes its address from. */
+#define CONTROL_ANN_ADDRESS_POOL "metallb.universe.tf/address-pool"
+
+/* Zero fields take their defaults. */
 struct controller_cfg {
 	const char *manifest_dir;
 	size_t ncluster_cidrs;
 	struct ipprefix cluster_cidrs[2]; /* one per family; default 10.244.0.0/16 */
 	unsigned node_cidr_len[2];	  /* per family; default 24 (IPv4), 64 (IPv6) */
+	/* ClusterIPs come from the first (primary family; Services are single-stack); the
+	 * network address and the first host address (the `kubernetes` Service's) are never
+	 * given out, nor the IPv4 broadcast address.  Default 10.96.0.0/16. */
+	size_t nservice_cidrs;
+	struct ipprefix service_cidrs[2];
+	uint16_t node_port_min, node_port_max; /* default 30000-32767 */
 };
 
 struct controller;
@@ -44,3 +64,6 @@ bool controller_dirty(const struct controller *c);
 /* Write the overlay files for everything that changed since the last call.  Only writes
  * files whose content changes.  0 or -errno (then it stays dirty and is retried). */
 int controller_sync(struct controller *c);
+/* Current per-Service allocation errors ("Service ns/name: ..."), sorted, NULL-terminated;
+ * valid until the next controller_sync().  Each is also logged once when it appears. */
+const char *const *controller_errors(const struct controller *c);

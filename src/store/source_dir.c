@@ -12,7 +12,7 @@
  * error is reported; a document that fails to decode keeps that object's previous
  * version; a deleted file takes its objects with it.
  *
- * In .twill/, Node and Pod objects are overlays (store.h); endpointslice.*.json files
+ * In .twill/, Node, Pod and Service objects are overlays (store.h); endpointslice.*.json files
  * hold ordinary EndpointSlices and are loaded as base origins. */
 #include "store/store.h"
 

@@ -386,7 +386,7 @@ static void drop_stale(struct store *s, struct contrib *v, size_t *n, const stru
 
 static bool is_overlay_kind(enum kind k)
 {
-	return k == KIND_NODE || k == KIND_POD;
+	return k == KIND_NODE || k == KIND_POD || k == KIND_SERVICE;
 }
 
 static void report(diag_fn diag, void *arg, const struct object *o, const char *origin,
@@ -473,6 +473,58 @@ static bool merge_pod(struct object *dst, const struct object *ov)
 	return applied;
 }
 
+static bool str_eq_null(const char *a, const char *b)
+{
+	return !strcmp(a ? a : "", b ? b : "");
+}
+
+/* What the API server's allocators add to a Service (clusterIPs, nodePorts,
+ * healthCheckNodePort) and the load-balancer controller's status.loadBalancer.ingress:
+ * each only where the manifest leaves it unset, so a user's own value always stands. */
+static bool merge_service(struct object *dst, const struct object *ov)
+{
+	bool applied = false;
+	struct service_obj *d = &dst->svc;
+	const struct service_obj *v = &ov->svc;
+	if (d->type == SVC_EXTERNAL_NAME)
+		return false;
+	if (!d->ncluster_ips && !d->headless && v->ncluster_ips) {
+		size_t n = v->ncluster_ips > ARRAY_SIZE(d->cluster_ips) ? ARRAY_SIZE(d->cluster_ips)
+									: v->ncluster_ips;
+		memcpy(d->cluster_ips, v->cluster_ips, n * sizeof(d->cluster_ips[0]));
+		d->ncluster_ips = n;
+		applied = true;
+	}
+	if (d->type == SVC_NODE_PORT || d->type == SVC_LOAD_BALANCER) {
+		for (size_t i = 0; i < d->nports; i++) {
+			struct svc_port *dp = &d->ports[i];
+			if (dp->node_port)
+				continue;
+			for (size_t k = 0; k < v->nports; k++) {
+				const struct svc_port *vp = &v->ports[k];
+				if (vp->node_port && vp->proto == dp->proto &&
+				    vp->port == dp->port && str_eq_null(vp->name, dp->name)) {
+					dp->node_port = vp->node_port;
+					applied = true;
+					break;
+				}
+			}
+		}
+		if (d->etp_local && !d->health_check_node_port && v->health_check_node_port) {
+			d->health_check_node_port = v->health_check_node_port;
+			applied = true;
+		}
+	}
+	if (d->type == SVC_LOAD_BALANCER && !d->nlb_ips && v->nlb_ips) {
+		free(d->lb_ips);
+		d->lb_ips = xcalloc(v->nlb_ips, sizeof(*d->lb_ips));
+		memcpy(d->lb_ips, v->lb_ips, v->nlb_ips * sizeof(*d->lb_ips));
+		d->nlb_ips = v->nlb_ips;
+		applied = true;
+	}
+	return applied;
+}
+
 /* The effective object of an entry; sets *owned when it is a merged clone. */
 static struct object *compute_eff(struct entry *e, bool *owned)
 {
@@ -490,6 +542,8 @@ static struct object *compute_eff(struct entry *e, bool *owned)
 			applied |= merge_node(c, ov);
 		else if (e->kind == KIND_POD)
 			applied |= merge_pod(c, ov);
+		else if (e->kind == KIND_SERVICE)
+			applied |= merge_service(c, ov);
 	}
 	if (!applied) {
 		object_free(c);

@@ -8,9 +8,15 @@
  *
  * Overlay origins (twill's own status files, written by the standalone controller and
  * by the node runtime) do not create objects: they supply controller-owned fields of an
- * object defined by a base origin (Node podCIDRs, Pod nodeName and status), as the API
- * server's status subresource would.  EndpointSlices written by the controller are plain
- * objects (base origin).
+ * object defined by a base origin, as the API server's allocators and status subresource
+ * would, each only where the base leaves it unset (Pod status: always):
+ *   Node:    spec.podCIDRs, metadata.annotations (keys the base lacks);
+ *   Pod:     spec.nodeName; status (podIPs, phase, Ready);
+ *   Service: spec.clusterIP(s) (not for headless or ExternalName), spec.ports[].nodePort
+ *            (NodePort/LoadBalancer; ports matched by name, protocol and port),
+ *            spec.healthCheckNodePort (externalTrafficPolicy Local),
+ *            status.loadBalancer.ingress (LoadBalancer).
+ * EndpointSlices written by the controller are plain objects (base origin).
  *
  * Identity is (kind, namespace, name).  When two base origins define the same object
  * the first one loaded wins and the other is reported as a conflict. */

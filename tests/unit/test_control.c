@@ -1,6 +1,8 @@
 /* Unit tests for control/: podCIDR allocation (stable across restarts, no duplicates,
  * release), scheduling spread, EndpointSlices (ready/not ready, named ports, placeholder,
- * removal) and the leader lock. */
+ * removal), Service allocations (ClusterIPs, nodePorts, healthCheckNodePorts, load-balancer
+ * addresses from IPAddressPools: order, stability, release, conflicts, exhaustion) and the
+ * leader lock. */
 #include <errno.h>
 #include <glob.h>
 #include <setjmp.h>
@@ -455,6 +457,324 @@ static void test_endpointslices(void **state)
 	env_fini(&e);
 }
 
+/* ---- Service allocations ---- */
+
+#define SVC(name, extra) "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: " name "\n" extra
+#define PORT80 "  ports:\n  - port: 80\n"
+#define SPEC80 "spec:\n" PORT80
+
+static const struct service_obj *svc_of(const struct env *e, const char *name)
+{
+	const struct object *o = store_get(e->s, KIND_SERVICE, "default", name);
+	assert_non_null(o);
+	return &o->svc;
+}
+
+static const char *cip_of(const struct env *e, const char *name, char buf[IP_STRLEN])
+{
+	const struct service_obj *v = svc_of(e, name);
+	return v->ncluster_ips ? ip_fmt(&v->cluster_ips[0], buf) : "none";
+}
+
+static const char *lb_of(const struct env *e, const char *name, char buf[IP_STRLEN])
+{
+	const struct service_obj *v = svc_of(e, name);
+	return v->nlb_ips ? ip_fmt(&v->lb_ips[0], buf) : "none";
+}
+
+/* The controller's error for Service default/<name>, or NULL. */
+static const char *error_of(const struct env *e, const char *name)
+{
+	char prefix[128];
+	snprintf(prefix, sizeof(prefix), "Service default/%s: ", name);
+	for (const char *const *m = controller_errors(e->c); *m; m++)
+		if (!strncmp(*m, prefix, strlen(prefix)))
+			return *m;
+	return NULL;
+}
+
+static void test_svc_cluster_ip_node_port(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	char b[IP_STRLEN];
+	assert_true(controller_try_lead(e.c));
+	put(&e, "svc.yaml",
+	    SVC("zz", SPEC80) SVC("b", "spec:\n  clusterIP: 10.96.0.3\n" PORT80)
+		SVC("c", "spec:\n  type: NodePort\n  ports:\n  - name: http\n    port: 80\n"
+			 "  - name: dns\n    port: 53\n  - name: dns-udp\n    protocol: UDP\n"
+			 "    port: 53\n  - name: fixed\n    port: 81\n    nodePort: 30002\n")
+		    SVC("d", "spec:\n  clusterIP: None\n" PORT80)
+			SVC("x", "spec:\n  type: ExternalName\n  externalName: example.com\n"));
+	settle(&e);
+	/* declaration order; .1 stays the `kubernetes` Service's; b's own .3 is skipped */
+	assert_string_equal(cip_of(&e, "zz", b), "10.96.0.2");
+	assert_string_equal(cip_of(&e, "b", b), "10.96.0.3");
+	assert_string_equal(cip_of(&e, "c", b), "10.96.0.4");
+	assert_string_equal(cip_of(&e, "d", b), "none");
+	assert_true(svc_of(&e, "d")->headless);
+	assert_string_equal(cip_of(&e, "x", b), "none");
+	assert_true(exists(&e, ".twill/service.default.zz.json"));
+	assert_false(exists(&e, ".twill/service.default.b.json"));
+	assert_false(exists(&e, ".twill/service.default.d.json"));
+	assert_false(exists(&e, ".twill/service.default.x.json"));
+	const struct service_obj *c = svc_of(&e, "c");
+	assert_int_equal(c->ports[0].node_port, 30000);
+	assert_int_equal(c->ports[1].node_port, 30001);
+	assert_int_equal(c->ports[2].node_port, 30001); /* same port number, other protocol */
+	assert_int_equal(c->ports[3].node_port, 30002); /* the manifest's own */
+	assert_int_equal(c->health_check_node_port, 0);
+	assert_null(controller_errors(e.c)[0]);
+	ino_t ic = inode(&e, ".twill/service.default.c.json");
+
+	/* restart: everything read back, nothing rewritten or moved */
+	env_close(&e);
+	env_open(&e);
+	assert_true(controller_try_lead(e.c));
+	settle(&e);
+	assert_string_equal(cip_of(&e, "zz", b), "10.96.0.2");
+	assert_string_equal(cip_of(&e, "c", b), "10.96.0.4");
+	assert_int_equal(svc_of(&e, "c")->ports[0].node_port, 30000);
+	assert_true(ic == inode(&e, ".twill/service.default.c.json"));
+
+	/* a Service goes: its file goes and its address is the next one given out */
+	put(&e, "svc.yaml",
+	    SVC("b", "spec:\n  clusterIP: 10.96.0.3\n" PORT80)
+		SVC("c", "spec:\n  type: NodePort\n  ports:\n  - name: http\n    port: 80\n"
+			 "  - name: dns\n    port: 53\n  - name: dns-udp\n    protocol: UDP\n"
+			 "    port: 53\n  - name: fixed\n    port: 81\n    nodePort: 30002\n"));
+	settle(&e);
+	assert_false(exists(&e, ".twill/service.default.zz.json"));
+	put(&e, "more.yaml", SVC("f", "spec:\n  type: NodePort\n" PORT80));
+	settle(&e);
+	assert_string_equal(cip_of(&e, "f", b), "10.96.0.2");
+	assert_int_equal(svc_of(&e, "f")->ports[0].node_port, 30003);
+
+	/* a manifest claims a nodePort we gave out: that Service errs, c keeps its port */
+	put(&e, "more.yaml",
+	    SVC("f", "spec:\n  type: NodePort\n" PORT80)
+		SVC("g", "spec:\n  type: NodePort\n  ports:\n  - port: 80\n    nodePort: 30000\n"));
+	settle(&e);
+	assert_int_equal(svc_of(&e, "c")->ports[0].node_port, 30000);
+	assert_null(error_of(&e, "c"));
+	assert_non_null(error_of(&e, "g"));
+	assert_non_null(strstr(error_of(&e, "g"), "nodePort 30000 is already used by Service "
+						  "default/c"));
+	/* two manifests claim one nodePort: the one declared first keeps it */
+	put(&e, "two.yaml",
+	    SVC("h2", "spec:\n  type: NodePort\n  ports:\n  - port: 80\n    nodePort: 31000\n") SVC(
+		"h1", "spec:\n  type: NodePort\n  ports:\n  - port: 80\n    nodePort: 31000\n"));
+	settle(&e);
+	assert_null(error_of(&e, "h2"));
+	assert_non_null(error_of(&e, "h1"));
+	assert_non_null(strstr(error_of(&e, "h1"), "default/h2"));
+	/* the winner goes: the conflict is over */
+	put(&e, "two.yaml",
+	    SVC("h1", "spec:\n  type: NodePort\n  ports:\n  - port: 80\n    nodePort: 31000\n"));
+	put(&e, "more.yaml", SVC("f", "spec:\n  type: NodePort\n" PORT80));
+	settle(&e);
+	assert_null(error_of(&e, "h1"));
+	assert_null(error_of(&e, "g"));
+	assert_null(controller_errors(e.c)[0]);
+
+	/* NodePort -> ClusterIP: the nodePort is released, the clusterIP stays */
+	put(&e, "more.yaml", SVC("f", SPEC80));
+	settle(&e);
+	assert_string_equal(cip_of(&e, "f", b), "10.96.0.2");
+	assert_int_equal(svc_of(&e, "f")->ports[0].node_port, 0);
+	put(&e, "more.yaml", SVC("f", SPEC80) SVC("i", "spec:\n  type: NodePort\n" PORT80));
+	settle(&e);
+	assert_int_equal(svc_of(&e, "i")->ports[0].node_port, 30003); /* f's old one */
+
+	/* every address and port is held once */
+	const char *names[] = {"b", "c", "f", "h1", "i"};
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		for (size_t j = i + 1; j < ARRAY_SIZE(names); j++) {
+			char x[IP_STRLEN], y[IP_STRLEN];
+			assert_string_not_equal(cip_of(&e, names[i], x), cip_of(&e, names[j], y));
+		}
+	env_fini(&e);
+}
+
+static void test_svc_ranges(void **state)
+{
+	(void)state;
+	struct env e;
+	snprintf(e.dir, sizeof(e.dir), "/tmp/twill-test-control-%d-XXXXXX", (int)getpid());
+	assert_non_null(mkdtemp(e.dir));
+	e.s = store_new();
+	e.src = source_dir_open(e.s, e.dir, NULL, NULL);
+	struct controller_cfg cfg = {.manifest_dir = e.dir,
+				     .nservice_cidrs = 1,
+				     .node_port_min = 30100,
+				     .node_port_max = 30102};
+	assert_int_equal(prefix_parse("10.0.0.0/29", &cfg.service_cidrs[0]), 0);
+	e.c = controller_new(e.s, &cfg);
+	assert_non_null(e.c);
+	assert_true(controller_try_lead(e.c));
+	char b[IP_STRLEN];
+	/* .2-.6: five addresses (not .0, .1 or the broadcast .7); three node ports */
+	put(&e, "s.yaml",
+	    SVC("s1", "spec:\n  type: NodePort\n  externalTrafficPolicy: Local\n" PORT80)
+		SVC("s2", "spec:\n  type: NodePort\n" PORT80) SVC("s3", SPEC80) SVC("s4", SPEC80)
+		    SVC("s5", SPEC80) SVC("s6", "spec:\n  type: NodePort\n" PORT80));
+	settle(&e);
+	assert_string_equal(cip_of(&e, "s1", b), "10.0.0.2");
+	assert_string_equal(cip_of(&e, "s5", b), "10.0.0.6");
+	assert_string_equal(cip_of(&e, "s6", b), "none");
+	assert_int_equal(svc_of(&e, "s1")->ports[0].node_port, 30100);
+	assert_int_equal(svc_of(&e, "s1")->health_check_node_port, 30101);
+	assert_int_equal(svc_of(&e, "s2")->ports[0].node_port, 30102);
+	assert_null(error_of(&e, "s1"));
+	assert_non_null(error_of(&e, "s6"));
+	assert_non_null(strstr(error_of(&e, "s6"), "no free ClusterIP"));
+	assert_non_null(strstr(error_of(&e, "s6"), "no free nodePort"));
+	/* s3 goes: s6 gets its address; s1's policy goes back to Cluster: a port frees */
+	put(&e, "s.yaml",
+	    SVC("s1", "spec:\n  type: NodePort\n" PORT80)
+		SVC("s2", "spec:\n  type: NodePort\n" PORT80) SVC("s4", SPEC80) SVC("s5", SPEC80)
+		    SVC("s6", "spec:\n  type: NodePort\n" PORT80));
+	settle(&e);
+	assert_string_equal(cip_of(&e, "s6", b), "10.0.0.4");
+	assert_int_equal(svc_of(&e, "s1")->health_check_node_port, 0);
+	assert_int_equal(svc_of(&e, "s6")->ports[0].node_port, 30101);
+	assert_null(controller_errors(e.c)[0]);
+	env_fini(&e);
+
+	/* a bad range is refused */
+	struct store *s = store_new();
+	struct controller_cfg bad = {
+	    .manifest_dir = "/nonexistent", .node_port_min = 32000, .node_port_max = 31000};
+	assert_null(controller_new(s, &bad));
+	struct controller_cfg bad2 = {.manifest_dir = "/nonexistent", .nservice_cidrs = 1};
+	assert_int_equal(prefix_parse("10.0.0.0/31", &bad2.service_cidrs[0]), 0);
+	assert_null(controller_new(s, &bad2));
+	store_free(s);
+}
+
+#define POOL(name, extra)                                                                          \
+	"---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: " name       \
+	"\n  namespace: metallb-system\nspec:\n" extra
+#define LB(name, extra)                                                                            \
+	"---\napiVersion: v1\nkind: Service\nmetadata:\n  name: " name "\n" extra                  \
+	"spec:\n  type: LoadBalancer\n  ports:\n  - port: 80\n"
+
+static void test_svc_load_balancer(void **state)
+{
+	(void)state;
+	struct env e;
+	env_init(&e);
+	char b[IP_STRLEN];
+	assert_true(controller_try_lead(e.c));
+	put(&e, "pools.yaml",
+	    POOL("main", "  addresses:\n  - 192.168.30.200-192.168.30.201\n")
+		POOL("special", "  autoAssign: false\n  addresses: [192.168.40.0/30]\n"));
+	put(&e, "lb.yaml",
+	    LB("l1", "") LB("l2", "") LB("l3", "")
+		LB("l4", "  annotations:\n    metallb.universe.tf/address-pool: special\n"));
+	settle(&e);
+	assert_string_equal(lb_of(&e, "l1", b), "192.168.30.200");
+	assert_string_equal(lb_of(&e, "l2", b), "192.168.30.201");
+	assert_string_equal(lb_of(&e, "l3", b), "none");
+	assert_string_equal(lb_of(&e, "l4", b), "192.168.40.0");
+	assert_non_null(error_of(&e, "l3"));
+	assert_non_null(strstr(error_of(&e, "l3"), "no free address"));
+	/* a LoadBalancer gets its clusterIP and nodePort too */
+	assert_string_equal(cip_of(&e, "l1", b), "10.96.0.2");
+	assert_int_equal(svc_of(&e, "l1")->ports[0].node_port, 30000);
+
+	/* stable across a restart */
+	ino_t i1 = inode(&e, ".twill/service.default.l1.json");
+	env_close(&e);
+	env_open(&e);
+	assert_true(controller_try_lead(e.c));
+	settle(&e);
+	assert_string_equal(lb_of(&e, "l1", b), "192.168.30.200");
+	assert_string_equal(lb_of(&e, "l2", b), "192.168.30.201");
+	assert_string_equal(lb_of(&e, "l4", b), "192.168.40.0");
+	assert_true(i1 == inode(&e, ".twill/service.default.l1.json"));
+	assert_non_null(error_of(&e, "l3"));
+
+	/* l1 goes: the waiting l3 gets its address */
+	put(&e, "lb.yaml",
+	    LB("l2", "") LB("l3", "")
+		LB("l4", "  annotations:\n    metallb.universe.tf/address-pool: special\n"));
+	settle(&e);
+	assert_false(exists(&e, ".twill/service.default.l1.json"));
+	assert_string_equal(lb_of(&e, "l3", b), "192.168.30.200");
+	assert_null(error_of(&e, "l3"));
+
+	/* a requested address: taken, outside every pool, then free */
+	put(&e, "req.yaml",
+	    "apiVersion: v1\nkind: Service\nmetadata:\n  name: r\nspec:\n  type: LoadBalancer\n"
+	    "  loadBalancerIP: 192.168.30.201\n  ports:\n  - port: 80\n");
+	settle(&e);
+	assert_string_equal(lb_of(&e, "r", b), "none");
+	assert_non_null(strstr(error_of(&e, "r"), "192.168.30.201 is already used by Service "
+						  "default/l2"));
+	put(&e, "req.yaml",
+	    "apiVersion: v1\nkind: Service\nmetadata:\n  name: r\nspec:\n  type: LoadBalancer\n"
+	    "  loadBalancerIP: 192.168.40.2\n  ports:\n  - port: 80\n");
+	settle(&e);
+	assert_string_equal(lb_of(&e, "r", b), "192.168.40.2"); /* a non-autoAssign pool: asked */
+	assert_null(error_of(&e, "r"));
+	/* asking for a taken one later: r keeps what it had */
+	put(&e, "req.yaml",
+	    "apiVersion: v1\nkind: Service\nmetadata:\n  name: r\nspec:\n  type: LoadBalancer\n"
+	    "  loadBalancerIP: 192.168.40.0\n  ports:\n  - port: 80\n");
+	settle(&e);
+	assert_string_equal(lb_of(&e, "r", b), "192.168.40.2");
+	assert_non_null(strstr(error_of(&e, "r"), "already used by Service default/l4"));
+	put(&e, "req.yaml",
+	    "apiVersion: v1\nkind: Service\nmetadata:\n  name: r\nspec:\n  type: LoadBalancer\n"
+	    "  loadBalancerIP: 10.1.1.1\n  ports:\n  - port: 80\n");
+	settle(&e);
+	assert_non_null(strstr(error_of(&e, "r"), "10.1.1.1 is in no IPAddressPool"));
+	put(&e, "req.yaml", "");
+	settle(&e);
+	assert_null(error_of(&e, "r"));
+
+	/* the manifest's own status stands; no nodePorts when turned off; Local policy */
+	put(&e, "own.yaml",
+	    "apiVersion: v1\nkind: Service\nmetadata:\n  name: own\nspec:\n  type: LoadBalancer\n"
+	    "  allocateLoadBalancerNodePorts: false\n  externalTrafficPolicy: Local\n"
+	    "  ports:\n  - port: 80\nstatus:\n  loadBalancer:\n    ingress:\n    - ip: 10.9.9.9\n");
+	settle(&e);
+	assert_string_equal(lb_of(&e, "own", b), "10.9.9.9");
+	assert_int_equal(svc_of(&e, "own")->ports[0].node_port, 0);
+	assert_int_not_equal(svc_of(&e, "own")->health_check_node_port, 0);
+
+	/* the pool shrinks: an address outside it is taken back and replaced */
+	put(&e, "pools.yaml",
+	    POOL("main", "  addresses:\n  - 192.168.30.200/32\n  - 192.168.30.210/32\n")
+		POOL("special", "  autoAssign: false\n  addresses: [192.168.40.0/30]\n"));
+	settle(&e);
+	assert_string_equal(lb_of(&e, "l3", b), "192.168.30.200");
+	assert_string_equal(lb_of(&e, "l2", b), "192.168.30.210");
+
+	/* LoadBalancer -> ClusterIP: the address and nodePort go, the clusterIP stays */
+	const char *cip = cip_of(&e, "l2", b);
+	char keep[IP_STRLEN];
+	snprintf(keep, sizeof(keep), "%s", cip);
+	put(&e, "lb.yaml",
+	    SVC("l2", SPEC80) LB("l3", "")
+		LB("l4", "  annotations:\n    metallb.universe.tf/address-pool: special\n"));
+	settle(&e);
+	assert_string_equal(lb_of(&e, "l2", b), "none");
+	assert_int_equal(svc_of(&e, "l2")->ports[0].node_port, 0);
+	assert_string_equal(cip_of(&e, "l2", b), keep);
+	assert_null(controller_errors(e.c)[0]);
+
+	/* the pools go: the addresses are withdrawn and the Services say why */
+	put(&e, "pools.yaml", "");
+	settle(&e);
+	assert_string_equal(lb_of(&e, "l3", b), "none");
+	assert_non_null(strstr(error_of(&e, "l3"), "no IPAddressPool"));
+	assert_non_null(strstr(error_of(&e, "l4"), "no IPAddressPool named special"));
+	env_fini(&e);
+}
+
 static void test_leader_lock(void **state)
 {
 	(void)state;
@@ -493,9 +813,15 @@ static void test_bad_config(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_alloc),	cmocka_unit_test(test_alloc_exhausted),
-	    cmocka_unit_test(test_schedule),	cmocka_unit_test(test_endpointslices),
-	    cmocka_unit_test(test_leader_lock), cmocka_unit_test(test_bad_config),
+	    cmocka_unit_test(test_alloc),
+	    cmocka_unit_test(test_alloc_exhausted),
+	    cmocka_unit_test(test_schedule),
+	    cmocka_unit_test(test_endpointslices),
+	    cmocka_unit_test(test_svc_cluster_ip_node_port),
+	    cmocka_unit_test(test_svc_ranges),
+	    cmocka_unit_test(test_svc_load_balancer),
+	    cmocka_unit_test(test_leader_lock),
+	    cmocka_unit_test(test_bad_config),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	/* A failed test leaves its directory behind: remove this run's. */

@@ -281,9 +281,123 @@ static void test_overlay_merge(void **state)
 	store_remove_origin(s, ".twill/pod.default.p.json");
 	assert_int_equal(store_get(s, KIND_POD, "default", "p")->pod.nips, 0);
 
-	/* a non-Node/Pod kind in an overlay origin is an ordinary object */
-	replace(s, ".twill/svc.yaml", true, SVC_WEB("80"), NULL);
-	assert_non_null(store_get(s, KIND_SERVICE, "default", "web"));
+	/* a kind without overlay fields in an overlay origin is an ordinary object */
+	replace(s, ".twill/pool.yaml", true,
+		"apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: p\n"
+		"  namespace: metallb-system\nspec:\n  addresses: [192.168.30.0/28]\n",
+		NULL);
+	assert_non_null(store_get(s, KIND_IPADDRESSPOOL, "metallb-system", "p"));
+	store_free(s);
+}
+
+#define SVC_LB(extra)                                                                              \
+	"apiVersion: v1\nkind: Service\nmetadata:\n  name: lb\nspec:\n  type: LoadBalancer\n"      \
+	"  externalTrafficPolicy: Local\n  selector:\n    app: web\n  ports:\n"                    \
+	"  - name: http\n    port: 80\n  - name: dns\n    protocol: UDP\n    port: 53\n"           \
+	"  - name: fixed\n    port: 81\n    nodePort: 31000\n" extra
+
+/* What the controller writes (control.c) */
+#define SVC_LB_OVL                                                                                 \
+	"{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"lb\","               \
+	"\"namespace\":\"default\"},\"spec\":{\"clusterIP\":\"10.96.0.7\",\"clusterIPs\":"         \
+	"[\"10.96.0.7\"],\"ports\":[{\"name\":\"http\",\"protocol\":\"TCP\",\"port\":80,"          \
+	"\"nodePort\":30001},{\"name\":\"dns\",\"protocol\":\"UDP\",\"port\":53,\"nodePort\":"     \
+	"30002},{\"name\":\"fixed\",\"protocol\":\"TCP\",\"port\":81,\"nodePort\":30003},"         \
+	"{\"name\":\"gone\",\"protocol\":\"TCP\",\"port\":82,\"nodePort\":30004}],"                \
+	"\"healthCheckNodePort\":30005},\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":"       \
+	"\"192.168.30.200\"}]}}}"
+
+static void test_service_overlay(void **state)
+{
+	(void)state;
+	struct store *s = store_new();
+	struct rec r = {0};
+	store_subscribe(s, ~0u, rec_cb, &r);
+	char b[IP_STRLEN];
+
+	/* the overlay alone creates nothing */
+	replace(s, ".twill/service.default.lb.json", true, SVC_LB_OVL, NULL);
+	assert_null(store_get(s, KIND_SERVICE, "default", "lb"));
+	assert_int_equal(r.n, 0);
+
+	/* the base arrives: the allocations fill what it leaves unset */
+	replace(s, "lb.yaml", false, SVC_LB(""), NULL);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.ev[0], "ADDED Service/default/lb");
+	const struct object *o = store_get(s, KIND_SERVICE, "default", "lb");
+	const struct service_obj *v = &o->svc;
+	assert_int_equal(v->ncluster_ips, 1);
+	assert_string_equal(ip_fmt(&v->cluster_ips[0], b), "10.96.0.7");
+	assert_int_equal(v->nports, 3);
+	assert_int_equal(v->ports[0].node_port, 30001);
+	assert_int_equal(v->ports[1].node_port, 30002);
+	assert_int_equal(v->ports[2].node_port, 31000); /* the manifest's own stands */
+	assert_int_equal(v->health_check_node_port, 30005);
+	assert_int_equal(v->nlb_ips, 1);
+	assert_string_equal(ip_fmt(&v->lb_ips[0], b), "192.168.30.200");
+	assert_int_equal(o->hash, object_hash(o));
+
+	/* the manifest sets its own clusterIP, health check port and status */
+	rec_reset(&r);
+	replace(s, "lb.yaml", false,
+		SVC_LB("  clusterIP: 10.96.9.9\n  healthCheckNodePort: 32000\nstatus:\n"
+		       "  loadBalancer:\n    ingress:\n    - ip: 10.0.0.1\n"),
+		NULL);
+	assert_int_equal(r.n, 1);
+	v = &store_get(s, KIND_SERVICE, "default", "lb")->svc;
+	assert_string_equal(ip_fmt(&v->cluster_ips[0], b), "10.96.9.9");
+	assert_int_equal(v->health_check_node_port, 32000);
+	assert_string_equal(ip_fmt(&v->lb_ips[0], b), "10.0.0.1");
+	assert_int_equal(v->ports[0].node_port, 30001);
+
+	/* ports match by name, protocol and port: a renamed port takes nothing */
+	replace(s, "lb.yaml", false,
+		"apiVersion: v1\nkind: Service\nmetadata:\n  name: lb\nspec:\n"
+		"  type: NodePort\n  ports:\n  - name: web\n    port: 80\n"
+		"  - name: dns\n    port: 53\n",
+		NULL);
+	v = &store_get(s, KIND_SERVICE, "default", "lb")->svc;
+	assert_int_equal(v->ports[0].node_port, 0);
+	assert_int_equal(v->ports[1].node_port, 0);	/* TCP, the overlay's is UDP */
+	assert_int_equal(v->health_check_node_port, 0); /* not externalTrafficPolicy Local */
+	assert_int_equal(v->nlb_ips, 0);		/* not a LoadBalancer */
+	assert_int_equal(v->ncluster_ips, 1);
+
+	/* ClusterIP type: no nodePorts; headless: no clusterIP; ExternalName: nothing */
+	replace(s, "lb.yaml", false,
+		"apiVersion: v1\nkind: Service\nmetadata:\n  name: lb\nspec:\n"
+		"  ports:\n  - name: http\n    port: 80\n",
+		NULL);
+	v = &store_get(s, KIND_SERVICE, "default", "lb")->svc;
+	assert_int_equal(v->ports[0].node_port, 0);
+	assert_int_equal(v->ncluster_ips, 1);
+	replace(s, "lb.yaml", false,
+		"apiVersion: v1\nkind: Service\nmetadata:\n  name: lb\nspec:\n"
+		"  clusterIP: None\n  ports:\n  - name: http\n    port: 80\n",
+		NULL);
+	v = &store_get(s, KIND_SERVICE, "default", "lb")->svc;
+	assert_true(v->headless);
+	assert_int_equal(v->ncluster_ips, 0);
+	replace(s, "lb.yaml", false,
+		"apiVersion: v1\nkind: Service\nmetadata:\n  name: lb\nspec:\n"
+		"  type: ExternalName\n  externalName: example.com\n",
+		NULL);
+	v = &store_get(s, KIND_SERVICE, "default", "lb")->svc;
+	assert_int_equal(v->ncluster_ips, 0);
+
+	/* the overlay goes: back to the manifest */
+	replace(s, "lb.yaml", false, SVC_LB(""), NULL);
+	assert_int_equal(store_get(s, KIND_SERVICE, "default", "lb")->svc.ports[0].node_port,
+			 30001);
+	rec_reset(&r);
+	store_remove_origin(s, ".twill/service.default.lb.json");
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.ev[0], "UPDATED Service/default/lb");
+	v = &store_get(s, KIND_SERVICE, "default", "lb")->svc;
+	assert_int_equal(v->ncluster_ips, 0);
+	assert_int_equal(v->ports[0].node_port, 0);
+	assert_int_equal(v->nlb_ips, 0);
+	assert_int_equal(v->health_check_node_port, 0);
 	store_free(s);
 }
 
@@ -659,11 +773,17 @@ static void test_source_dir_coalesce(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_smap),	   cmocka_unit_test(test_diff),
-	    cmocka_unit_test(test_event_order),	   cmocka_unit_test(test_overlay_merge),
-	    cmocka_unit_test(test_latent_overlay), cmocka_unit_test(test_conflict),
-	    cmocka_unit_test(test_foreach_order),  cmocka_unit_test(test_many),
-	    cmocka_unit_test(test_source_dir),	   cmocka_unit_test(test_source_dir_coalesce),
+	    cmocka_unit_test(test_smap),
+	    cmocka_unit_test(test_diff),
+	    cmocka_unit_test(test_event_order),
+	    cmocka_unit_test(test_overlay_merge),
+	    cmocka_unit_test(test_latent_overlay),
+	    cmocka_unit_test(test_service_overlay),
+	    cmocka_unit_test(test_conflict),
+	    cmocka_unit_test(test_foreach_order),
+	    cmocka_unit_test(test_many),
+	    cmocka_unit_test(test_source_dir),
+	    cmocka_unit_test(test_source_dir_coalesce),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	/* A failed test leaves its directory behind: remove this run's. */
