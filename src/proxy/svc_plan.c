@@ -256,8 +256,9 @@ static void add_entry(struct svc_entries *out, const struct ipaddr *vip, enum pr
 			e->backends[i].node = xstrdup(sel->v[i].node);
 		}
 	} else {
-		/* kube-proxy: no endpoints at all rejects; endpoints elsewhere under a Local
-		 * policy drops (the client should try another node). */
+		/* kube-proxy: no usable endpoint anywhere rejects; usable endpoints elsewhere
+		 * under a Local policy drops (the client should try another node).  Endpoints
+		 * that are neither ready nor serving-and-terminating count as none. */
 		e->verdict = (local && any->n) ? SVC_DROP : SVC_REJECT;
 	}
 }
@@ -295,26 +296,26 @@ int svc_plan_service(const struct object *svc, const struct object *const *slice
 				if (s->cluster_ips[i].family == fam)
 					add_entry(out, &s->cluster_ips[i], sp->proto, sp->port,
 						  SVC_SCOPE_CLUSTER_IP, group, s->itp_local, false,
-						  &all, s->itp_local ? &lo : &cl, aff);
+						  &cl, s->itp_local ? &lo : &cl, aff);
 			if ((s->type == SVC_NODE_PORT || s->type == SVC_LOAD_BALANCER) &&
 			    sp->node_port && in)
 				for (size_t i = 0; i < in->nnode_addrs; i++)
 					if (in->node_addrs[i].family == fam)
 						add_entry(out, &in->node_addrs[i], sp->proto,
 							  sp->node_port, SVC_SCOPE_NODE_PORT, group,
-							  s->etp_local, !s->etp_local, &all, ext,
+							  s->etp_local, !s->etp_local, &cl, ext,
 							  aff);
 			for (size_t i = 0; i < s->nexternal_ips; i++)
 				if (s->external_ips[i].family == fam)
 					add_entry(out, &s->external_ips[i], sp->proto, sp->port,
 						  SVC_SCOPE_EXTERNAL_IP, group, s->etp_local,
-						  !s->etp_local, &all, ext, aff);
+						  !s->etp_local, &cl, ext, aff);
 			if (s->type == SVC_LOAD_BALANCER)
 				for (size_t i = 0; i < s->nlb_ips; i++)
 					if (s->lb_ips[i].family == fam)
 						add_entry(out, &s->lb_ips[i], sp->proto, sp->port,
 							  SVC_SCOPE_LB, group, s->etp_local,
-							  !s->etp_local, &all, ext, aff);
+							  !s->etp_local, &cl, ext, aff);
 		}
 		free(group);
 	}

@@ -242,6 +242,25 @@ static void test_traffic_policies(void **state)
 	}
 	svc_entries_free(&e);
 	objlist_free(&objs);
+
+	/* only not-ready endpoints anywhere: nothing usable, so reject, not drop */
+	decode("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+	       "spec:\n  type: NodePort\n  clusterIP: 10.96.0.10\n"
+	       "  externalTrafficPolicy: Local\n  internalTrafficPolicy: Local\n"
+	       "  ports: [{name: http, port: 80, nodePort: 30080}]\n",
+	       &objs);
+	decode("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+	       "metadata: {name: web-x, labels: {kubernetes.io/service-name: web}}\n"
+	       "addressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\n"
+	       "endpoints:\n- addresses: [10.244.2.9]\n  nodeName: n2\n"
+	       "  conditions: {ready: false, serving: false}\n",
+	       &objs);
+	plan(&objs, &(struct svc_plan_in){"n1", addrs, 1}, &e);
+	assert_int_equal(e.n, 2);
+	for (size_t i = 0; i < e.n; i++)
+		assert_int_equal(e.v[i].verdict, SVC_REJECT);
+	svc_entries_free(&e);
+	objlist_free(&objs);
 }
 
 static void test_no_entries(void **state)
