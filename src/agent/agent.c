@@ -7,12 +7,17 @@
  *   - a signalfd: SIGTERM/SIGINT exit cleanly and leave routes and pods in place (a
  *     restart must not disturb traffic), SIGHUP rescans the manifests and the kernel.
  * Store subscribers, in order: the standalone controller (control.h), the route planner
- * (route.h), the lab kubelet (--kubelet) and the agent's own node-state writer.  After each
- * wake-up every dirty component runs its sync once, so work per wake-up is bounded.
+ * (route.h), the Service planner (svc_plan.h, kube-proxy's job; --proxy nftables, the
+ * default, programs it with the nftables writer, nft.h), the lab kubelet (--kubelet) and the
+ * agent's own node-state writer.  After each wake-up every dirty component runs its sync
+ * once, so work per wake-up is bounded; a failed nftables transaction is retried with
+ * exponential back-off (250 ms .. 30 s) and shown in status.json.
  *
- * Files in the state dir: node.json (what the CNI plugin reads, like Flannel's subnet.env)
- * and status.json (what `twill status` shows); both are written atomically and only when
- * their content changes. */
+ * Files in the state dir: node.json (what the CNI plugin reads, like Flannel's subnet.env),
+ * status.json (what `twill status` shows) and services.json (the programmed Service table,
+ * what `twill svc list` shows); all are written atomically and only when their content
+ * changes.  On exit nothing is removed: routes, pods and the nftables table stay, and a
+ * restarted agent reconciles against them without flushing, so connections survive. */
 #include <errno.h>
 #include <getopt.h>
 #include <json-c/json.h>
@@ -37,6 +42,9 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "nl/nl.h"
+#include "proxy/nft.h"
+#include "proxy/svc_list.h"
+#include "proxy/svc_plan.h"
 #include "route/route.h"
 #include "store/store.h"
 
@@ -44,6 +52,12 @@
 #define TICK_MS 250
 #define RESYNC_MS 30000
 #define MAX_DIAGS 32
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 30000
+#define SERVICES_JSON_MIN_MS 500 /* services.json is O(Services): at most twice a second */
+#define MAX_NODE_ADDRS 8
+
+enum proxy_mode { PROXY_NONE, PROXY_NFTABLES };
 
 struct agent_opts {
 	const char *node;
@@ -57,6 +71,7 @@ struct agent_opts {
 	uint32_t vni;
 	uint16_t port;
 	bool kubelet;
+	enum proxy_mode proxy;
 	const char *lab;
 	enum log_level level;
 	const char *log_file;
@@ -77,6 +92,17 @@ struct agent {
 	struct controller *ctl;
 	struct route_planner *rp;
 	struct kubelet *kl;
+	/* the Service proxy (kube-proxy's job): planner -> nftables writer */
+	struct svc_planner *sp;
+	struct nft_writer *nw;
+	struct ipaddr node_addrs[MAX_NODE_ADDRS];
+	size_t nnode_addrs;
+	monotime_t proxy_next_try;
+	unsigned proxy_backoff_ms;
+	bool services_dirty;
+	bool proxy_synced; /* a sync succeeded since start */
+	monotime_t services_next_write;
+	char *services_json_last, *services_json_path;
 	bool node_dirty; /* this node's Node changed: rewrite node.json */
 	bool status_dirty;
 	char *node_json_last;
@@ -84,7 +110,7 @@ struct agent {
 	char *node_json_path, *status_json_path;
 	struct diag_rec diags[MAX_DIAGS];
 	size_t ndiags;
-	char *sync_errors[4]; /* controller, kubelet */
+	char *sync_errors[4]; /* controller, kubelet, proxy */
 	bool waiting_logged;
 };
 
@@ -102,6 +128,8 @@ static void usage(FILE *f)
 		"  --node-cidr-len N       podCIDR length per node (default %d)\n"
 		"  --vni N                 VXLAN network identifier (default %d)\n"
 		"  --vxlan-port N          VXLAN UDP port (default %d)\n"
+		"  --proxy DATAPLANE       Service load balancing: nftables | none (default\n"
+		"                          nftables; none leaves Services to another proxy)\n"
 		"  --kubelet --lab NAME    also run the lab's pod runtime for this node\n"
 		"  --log-level LEVEL       debug | info | warn | error (default info)\n"
 		"  --log-file FILE         append the log here instead of stderr\n",
@@ -134,6 +162,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 		O_VNI,
 		O_PORT,
 		O_KUBELET,
+		O_PROXY,
 		O_LAB,
 		O_LEVEL,
 		O_LOGFILE,
@@ -149,6 +178,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 	    {"vni", required_argument, NULL, O_VNI},
 	    {"vxlan-port", required_argument, NULL, O_PORT},
 	    {"kubelet", no_argument, NULL, O_KUBELET},
+	    {"proxy", required_argument, NULL, O_PROXY},
 	    {"lab", required_argument, NULL, O_LAB},
 	    {"log-level", required_argument, NULL, O_LEVEL},
 	    {"log-file", required_argument, NULL, O_LOGFILE},
@@ -162,6 +192,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 	o->vni = TWILL_VXLAN_DEFAULT_VNI;
 	o->port = TWILL_VXLAN_DEFAULT_PORT;
 	o->level = LOG_INFO;
+	o->proxy = PROXY_NFTABLES;
 	bool level_given = false;
 	unsigned long v;
 	int c;
@@ -250,6 +281,18 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 			break;
 		case O_KUBELET:
 			o->kubelet = true;
+			break;
+		case O_PROXY:
+			if (!strcmp(optarg, "nftables")) {
+				o->proxy = PROXY_NFTABLES;
+			} else if (!strcmp(optarg, "none")) {
+				o->proxy = PROXY_NONE;
+			} else {
+				fprintf(stderr,
+					"twill agent: --proxy must be nftables or none, not '%s'\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case O_LAB:
 			o->lab = optarg;
@@ -484,6 +527,26 @@ static int peer_json(const struct route_peer_info *p, void *arg)
 	return 0;
 }
 
+struct svc_count {
+	const struct svc_planner *sp;
+	size_t n;
+	json_object *errors;
+};
+
+static int svc_count_fn(const char *key, const struct svc_entries *e, void *arg)
+{
+	struct svc_count *c = arg;
+	(void)e;
+	c->n++;
+	const char *err = svc_planner_error(c->sp, key);
+	if (err) {
+		char *m = xasprintf("service %s: %s", key, err);
+		json_object_array_add(c->errors, json_object_new_string(m));
+		free(m);
+	}
+	return 0;
+}
+
 static void write_status_json(struct agent *ag)
 {
 	diags_expire(ag);
@@ -497,6 +560,11 @@ static void write_status_json(struct agent *ag)
 			       o ? cidrs_json(o->node.npod_cidrs, o->node.pod_cidrs)
 				 : json_object_new_array());
 	json_object_object_add(j, "leader", json_object_new_boolean(controller_is_leader(ag->ctl)));
+	json_object_object_add(j, "proxy", json_object_new_string(ag->nw ? "nftables" : "none"));
+	struct svc_count sc = {ag->sp, 0, json_object_new_array()};
+	if (ag->sp)
+		svc_planner_foreach(ag->sp, svc_count_fn, &sc);
+	json_object_object_add(j, "services", json_object_new_int64((int64_t)sc.n));
 	json_object *peers = json_object_new_array();
 	route_planner_foreach_peer(ag->rp, peer_json, peers);
 	json_object_object_add(j, "peers", peers);
@@ -506,6 +574,10 @@ static void write_status_json(struct agent *ag)
 	for (size_t i = 0; i < ARRAY_SIZE(ag->sync_errors); i++)
 		if (ag->sync_errors[i])
 			json_object_array_add(errs, json_object_new_string(ag->sync_errors[i]));
+	for (size_t i = 0; i < json_object_array_length(sc.errors); i++)
+		json_object_array_add(errs,
+				      json_object_get(json_object_array_get_idx(sc.errors, i)));
+	json_object_put(sc.errors);
 	for (size_t i = 0; i < ag->ndiags; i++)
 		json_object_array_add(errs, json_object_new_string(ag->diags[i].msg));
 	json_object_object_add(j, "errors", errs);
@@ -535,6 +607,87 @@ static void set_sync_error(struct agent *ag, size_t slot, const char *what, int 
 	}
 }
 
+/* NodePorts listen on this Node's InternalIPs; replan them only when those change. */
+static void update_node_addrs(struct agent *ag)
+{
+	if (!ag->sp)
+		return;
+	struct ipaddr a[MAX_NODE_ADDRS];
+	size_t n = svc_node_addrs(self_node(ag), a, ARRAY_SIZE(a));
+	bool same = n == ag->nnode_addrs;
+	for (size_t i = 0; same && i < n; i++)
+		same = ip_eq(&a[i], &ag->node_addrs[i]);
+	if (same)
+		return;
+	memcpy(ag->node_addrs, a, n * sizeof(a[0]));
+	ag->nnode_addrs = n;
+	svc_planner_set_node_addrs(ag->sp, a, n);
+	char list[MAX_NODE_ADDRS * IP_STRLEN] = "";
+	for (size_t i = 0; i < n; i++) {
+		char b[IP_STRLEN];
+		if (i)
+			strcat(list, ",");
+		strcat(list, ip_fmt(&a[i], b));
+	}
+	log_info(SUB, "NodePorts listen on %s", n ? list : "(no node address yet)");
+}
+
+static void write_services_json(struct agent *ag)
+{
+	char *s = svc_services_json(ag->sp, ag->o.node, "nftables");
+	int r = write_if_changed(ag->services_json_path, &ag->services_json_last, s);
+	if (r < 0)
+		log_error(SUB, "writing %s: %s", ag->services_json_path, strerror(-r));
+	free(s);
+}
+
+/* The Service dataplane: one nftables transaction per round when anything changed; a
+ * failure is retried with exponential back-off (the writer dumps the kernel first). */
+static void proxy_sync(struct agent *ag)
+{
+	monotime_t now = monotime_now();
+	if (nft_writer_dirty(ag->nw) && now >= ag->proxy_next_try) {
+		int r = nft_writer_sync(ag->nw);
+		const struct nft_sync_stats *st = nft_writer_stats(ag->nw);
+		if (st->services || st->full)
+			ag->services_dirty = ag->status_dirty = true;
+		if (r < 0) {
+			ag->proxy_backoff_ms = ag->proxy_backoff_ms
+						   ? (ag->proxy_backoff_ms * 2 > BACKOFF_MAX_MS
+							  ? BACKOFF_MAX_MS
+							  : ag->proxy_backoff_ms * 2)
+						   : BACKOFF_MIN_MS;
+			ag->proxy_next_try = now + MONO_MS(ag->proxy_backoff_ms);
+			const char *e = nft_writer_error(ag->nw);
+			char *what = xasprintf("proxy (nftables)%s%s", e[0] ? ": " : "", e);
+			set_sync_error(ag, 2, what, r);
+			free(what);
+		} else {
+			ag->proxy_backoff_ms = 0;
+			ag->proxy_next_try = 0;
+			set_sync_error(ag, 2, "proxy", 0);
+			/* info: the first sync (what a restart found) and drift repaired by a
+			 * resync */
+			bool changed = st->chains_written || st->chains_deleted ||
+				       st->elems_added || st->elems_deleted;
+			bool info = st->full && (!ag->proxy_synced || changed);
+			ag->proxy_synced = true;
+			if (st->full || st->services || st->messages)
+				log_msg(info ? LOG_INFO : LOG_DEBUG, SUB,
+					"nftables: %s sync, %u messages, %u Services changed, "
+					"elements +%u -%u, chains %u written %u deleted",
+					st->full ? "full" : "incremental", st->messages,
+					st->services, st->elems_added, st->elems_deleted,
+					st->chains_written, st->chains_deleted);
+		}
+	}
+	if (ag->services_dirty && !ag->sync_errors[2] && now >= ag->services_next_write) {
+		ag->services_dirty = false;
+		ag->services_next_write = now + MONO_MS(SERVICES_JSON_MIN_MS);
+		write_services_json(ag);
+	}
+}
+
 /* One round of work after a wake-up: each dirty component syncs once. */
 static void run_syncs(struct agent *ag)
 {
@@ -550,6 +703,7 @@ static void run_syncs(struct agent *ag)
 	if (ag->node_dirty) {
 		ag->node_dirty = false;
 		write_node_json(ag);
+		update_node_addrs(ag);
 		if (ag->kl)
 			kubelet_kick(ag->kl); /* node.json may have just appeared */
 		if (!self_node(ag)) {
@@ -561,6 +715,8 @@ static void run_syncs(struct agent *ag)
 			ag->waiting_logged = false;
 		}
 	}
+	if (ag->nw)
+		proxy_sync(ag);
 	if (ag->kl && kubelet_dirty(ag->kl)) {
 		int r = kubelet_sync(ag->kl);
 		set_sync_error(ag, 1, "kubelet", r);
@@ -577,6 +733,10 @@ static void agent_free(struct agent *ag)
 		source_dir_close(ag->src);
 	if (ag->kl)
 		kubelet_free(ag->kl);
+	if (ag->nw)
+		nft_writer_free(ag->nw);
+	if (ag->sp)
+		svc_planner_free(ag->sp);
 	route_planner_free(ag->rp);
 	if (ag->ctl)
 		controller_free(ag->ctl);
@@ -592,6 +752,8 @@ static void agent_free(struct agent *ag)
 	free(ag->status_json_last);
 	free(ag->node_json_path);
 	free(ag->status_json_path);
+	free(ag->services_json_last);
+	free(ag->services_json_path);
 }
 
 static int epoll_add(int ep, int fd)
@@ -645,11 +807,24 @@ int agent_main(int argc, char **argv)
 	}
 	ag->node_json_path = xasprintf("%s/%s", ag->o.state_dir, TWILL_NODE_STATE_FILE);
 	ag->status_json_path = xasprintf("%s/%s", ag->o.state_dir, TWILL_STATUS_FILE);
+	ag->services_json_path = xasprintf("%s/%s", ag->o.state_dir, TWILL_SERVICES_FILE);
 
 	/* Pods and remote podCIDRs are reached through this node: it forwards. */
 	r = sysctl_write("net.ipv4.ip_forward", "1");
 	if (r < 0)
 		log_warn(SUB, "net.ipv4.ip_forward=1: %s", strerror(-r));
+	/* Bridge wiring: a pod reaching a Service backend on its own bridge gets the reply
+	 * straight over the bridge unless bridged IPv4 passes the ip hooks, where conntrack
+	 * reverses the DNAT (kube-proxy needs br_netfilter for the same reason). */
+	if (ag->o.proxy != PROXY_NONE && !strcmp(ag->o.wiring, "bridge")) {
+		r = sysctl_write("net.bridge.bridge-nf-call-iptables", "1");
+		if (r < 0)
+			log_warn(SUB,
+				 "net.bridge.bridge-nf-call-iptables=1: %s (is br_netfilter "
+				 "loaded?); pods reaching a Service backend on their own bridge "
+				 "will fail",
+				 strerror(-r));
+	}
 
 	sigset_t mask;
 	sigemptyset(&mask);
@@ -690,6 +865,12 @@ int agent_main(int argc, char **argv)
 	    .port = ag->o.port,
 	};
 	ag->rp = route_planner_new(ag->store, &rcfg);
+	if (ag->o.proxy == PROXY_NFTABLES) {
+		/* NodePort addresses come with this Node (update_node_addrs) */
+		struct svc_plan_in in = {.node_name = ag->o.node};
+		ag->sp = svc_planner_new(ag->store, &in);
+		ag->nw = nft_writer_new(ag->sp, NULL);
+	}
 	char self_exe[PATH_MAX];
 	if (ag->o.kubelet) {
 		ssize_t n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
@@ -725,9 +906,10 @@ int agent_main(int argc, char **argv)
 	}
 	log_info(
 	    SUB,
-	    "starting: manifests %s, state %s, routing %s, wiring %s, cluster %s (/%u per node)%s",
+	    "starting: manifests %s, state %s, routing %s, wiring %s, cluster %s (/%u per node), "
+	    "proxy %s%s",
 	    ag->o.manifests, ag->o.state_dir, route_mode_name(ag->o.routing), ag->o.wiring, cidrs,
-	    ag->o.node_cidr_len, ag->kl ? ", kubelet" : "");
+	    ag->o.node_cidr_len, ag->nw ? "nftables" : "none", ag->kl ? ", kubelet" : "");
 	controller_try_lead(ag->ctl);
 	r = source_dir_scan(ag->src);
 	if (r < 0)
@@ -773,6 +955,8 @@ int agent_main(int argc, char **argv)
 							log_error(SUB, "scanning %s: %s",
 								  ag->o.manifests, strerror(-r));
 						route_planner_request_resync(ag->rp);
+						if (ag->nw)
+							nft_writer_request_resync(ag->nw);
 						ag->status_dirty = ag->node_dirty = true;
 					}
 				}
@@ -794,6 +978,8 @@ int agent_main(int argc, char **argv)
 				if (now >= next_resync) {
 					next_resync = now + MONO_MS(RESYNC_MS);
 					route_planner_request_resync(ag->rp);
+					if (ag->nw)
+						nft_writer_request_resync(ag->nw);
 					ag->status_dirty = true; /* expire fixed manifest errors */
 				}
 			} else {

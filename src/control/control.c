@@ -207,6 +207,8 @@ static void mark_services_of(struct controller *c, const struct object *old,
 	}
 }
 
+static void free_smap(void *p);
+
 static void track_service(struct controller *c, const struct object *svc, bool present)
 {
 	const char *ns = svc->meta.ns ? svc->meta.ns : "default";
@@ -219,7 +221,7 @@ static void track_service(struct controller *c, const struct object *svc, bool p
 	} else {
 		smap_del(*slot, svc->meta.name);
 		if (!((struct smap *)*slot)->n) {
-			free(*slot);
+			free_smap(*slot);
 			smap_del(&c->svcs_by_ns, ns);
 		}
 	}

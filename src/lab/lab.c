@@ -1154,12 +1154,13 @@ static int cmd_up(int argc, char **argv)
 		return 1;
 	}
 	if (!quiet) {
-		const char *nopt =
-		    strcmp(name, LAB_DEFAULT_NAME) ? xasprintf(" --name %s", name) : "";
+		char *nopt = strcmp(name, LAB_DEFAULT_NAME) ? xasprintf(" --name %s", name)
+							      : xstrdup("");
 		printf("lab %s up in %.2f s\n", name, now_s() - t0);
 		printf("next: twill lab probe%s | twill lab status%s | twill lab exec%s ctr -- ip "
 		       "route | twill lab down%s\n",
 		       nopt, nopt, nopt, nopt);
+		free(nopt);
 	}
 	return 0;
 }

@@ -13,7 +13,9 @@
 #include "agent/agent.h"
 #include "cni/cni.h"
 #include "lab/lab.h"
+#include "proxy/ipt.h"
 #include "proxy/proxy_cli.h"
+#include "proxy/svc_list.h"
 #include "lib/consts.h"
 #include "lib/util.h"
 
@@ -24,14 +26,18 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"twill %s: Kubernetes node networking (CNI, routing, lab)\n\n"
+		"twill %s: Kubernetes node networking (CNI, routing, Services, lab)\n\n"
 		"usage: twill <command> [options]\n\n"
-		"  agent   run the node agent (routes between nodes; --help for options)\n"
+		"  agent   run the node agent (routes between nodes, Services; --help)\n"
 		"  cni     act as the CNI plugin (also when CNI_COMMAND is set)\n"
 		"  lab     build and drive a multi-node lab in network namespaces\n"
 		"  status  show a node agent's status (--state-dir DIR, -o json)\n"
+		"  svc     svc list: the node's Services and backends, as ipvsadm -Ln shows\n"
+		"          them (run in the node's network namespace; --help for options)\n"
 		"  proxy-debug  apply Services from a manifest dir once with the nftables\n"
-		"          dataplane (development aid until the agent runs it)\n"
+		"          dataplane (test driver; the agent runs the proxy itself)\n"
+		"  proxy ipt-render DIR --node N [--apply]  render (and apply) kube-proxy's\n"
+		"          iptables layout for the Services in DIR (test driver)\n"
 		"  version print the version\n",
 		TWILL_VERSION);
 }
@@ -132,6 +138,9 @@ static int status_main(int argc, char **argv)
 	printf("routing:   %s\n", jstr(j, "routing", "?"));
 	printf("wiring:    %s\n", jstr(j, "wiring", "?"));
 	printf("leader:    %s\n", leader ? "yes" : "no");
+	if (json_object_object_get_ex(j, "services", &v))
+		printf("proxy:     %s, %d Services (twill svc list)\n", jstr(j, "proxy", "?"),
+		       json_object_get_int(v));
 	json_object *peers;
 	if (json_object_object_get_ex(j, "peers", &peers) &&
 	    json_object_is_type(peers, json_type_array) && json_object_array_length(peers)) {
@@ -177,8 +186,12 @@ int main(int argc, char **argv)
 		return lab_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "proxy-debug"))
 		return proxy_debug_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "proxy") && argc > 2 && !strcmp(argv[2], "ipt-render"))
+		return proxy_ipt_debug_main(argc - 2, argv + 2);
 	if (!strcmp(cmd, "status"))
 		return status_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "svc"))
+		return svc_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("twill %s\n", TWILL_VERSION);
 		return 0;
