@@ -157,20 +157,6 @@ static char *self_exe(void)
 	return xstrdup(buf);
 }
 
-/* The executable of pid, without the " (deleted)" the kernel adds after a rebuild. */
-static bool proc_exe(pid_t pid, char *buf, size_t size)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-	ssize_t n = readlink(path, buf, size - 1);
-	if (n < 0)
-		return false;
-	buf[n] = 0;
-	if (str_has_suffix(buf, " (deleted)"))
-		buf[n - strlen(" (deleted)")] = 0;
-	return true;
-}
-
 /* Running (not a zombie: the lab's processes outlive `lab up`, and whatever adopted them
  * may be slow to reap). */
 bool lab_proc_alive(pid_t pid)
@@ -245,13 +231,40 @@ static bool ns_set_has(const struct ns_set *s, ino_t ino)
 	return false;
 }
 
-/* A process the lab started: the twill binary, running in one of the lab's namespaces. */
+/* Is pid running twill in one of the roles the lab starts (`agent`, `lab podserver`)?
+ * Judged from its command line, not its executable: the binary may have been rebuilt
+ * (/proc/PID/exe then reads "... (deleted)") or be another build (twill-san) since. */
+static bool proc_is_twill_role(pid_t pid)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	const char *argv0 = buf, *base = strrchr(argv0, '/');
+	base = base ? base + 1 : argv0;
+	if (strncmp(base, "twill", 5))
+		return false;
+	const char *arg1 = argv0 + strlen(argv0) + 1;
+	if (arg1 >= buf + n)
+		return false;
+	if (!strcmp(arg1, "agent"))
+		return true;
+	const char *arg2 = arg1 + strlen(arg1) + 1;
+	return !strcmp(arg1, "lab") && arg2 < buf + n && !strcmp(arg2, "podserver");
+}
+
+/* A process the lab started: twill as agent or pod server, running in one of the lab's
+ * namespaces. */
 static bool proc_is_labs(pid_t pid, const char *exe, const struct ns_set *nss)
 {
-	char buf[4096];
-	if (pid <= 1 || pid == getpid() || !lab_proc_alive(pid) || !proc_exe(pid, buf, sizeof(buf)))
-		return false;
-	if (strcmp(buf, exe))
+	(void)exe;
+	if (pid <= 1 || pid == getpid() || !lab_proc_alive(pid) || !proc_is_twill_role(pid))
 		return false;
 	return ns_set_has(nss, proc_netns_ino(pid));
 }
