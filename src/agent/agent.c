@@ -8,9 +8,12 @@
  *     restart must not disturb traffic), SIGHUP rescans the manifests and the kernel.
  * Store subscribers, in order: the standalone controller (control.h), the route planner
  * (route.h), the Service planner (svc_plan.h, kube-proxy's job; --proxy nftables, the
- * default, programs it with the nftables writer, nft.h), the lab kubelet (--kubelet) and the
- * agent's own node-state writer.  After each wake-up every dirty component runs its sync
- * once, so work per wake-up is bounded; a failed nftables transaction is retried with
+ * default, programs it with the nftables writer, nft.h; --proxy iptables with kube-proxy's
+ * iptables layout, ipt.h, one full iptables-restore per change), the health-check node
+ * ports of externalTrafficPolicy: Local Services (healthcheck.h, their listening and client
+ * sockets are in the same epoll set), the lab kubelet (--kubelet) and the agent's own
+ * node-state writer.  After each wake-up every dirty component runs its sync
+ * once, so work per wake-up is bounded; a failed nftables/iptables sync is retried with
  * exponential back-off (250 ms .. 30 s) and shown in status.json.
  *
  * Files in the state dir: node.json (what the CNI plugin reads, like Flannel's subnet.env),
@@ -42,6 +45,8 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "nl/nl.h"
+#include "proxy/healthcheck.h"
+#include "proxy/ipt.h"
 #include "proxy/nft.h"
 #include "proxy/svc_list.h"
 #include "proxy/svc_plan.h"
@@ -57,7 +62,12 @@
 #define SERVICES_JSON_MIN_MS 500 /* services.json is O(Services): at most twice a second */
 #define MAX_NODE_ADDRS 8
 
-enum proxy_mode { PROXY_NONE, PROXY_NFTABLES };
+enum proxy_mode { PROXY_NONE, PROXY_NFTABLES, PROXY_IPTABLES };
+
+static const char *proxy_mode_name(enum proxy_mode m)
+{
+	return m == PROXY_NFTABLES ? "nftables" : m == PROXY_IPTABLES ? "iptables" : "none";
+}
 
 struct agent_opts {
 	const char *node;
@@ -95,6 +105,11 @@ struct agent {
 	/* the Service proxy (kube-proxy's job): planner -> nftables writer */
 	struct svc_planner *sp;
 	struct nft_writer *nw;
+	struct ipt_writer *iw;	/* --proxy iptables instead of nw */
+	bool ipt_dirty;		/* a full iptables sync is due (start, resync, node addresses) */
+	struct healthcheck *hc; /* health-check node ports (externalTrafficPolicy Local) */
+	bool hc_dirty;
+	char *hc_error;
 	struct ipaddr node_addrs[MAX_NODE_ADDRS];
 	size_t nnode_addrs;
 	monotime_t proxy_next_try;
@@ -110,7 +125,7 @@ struct agent {
 	char *node_json_path, *status_json_path;
 	struct diag_rec diags[MAX_DIAGS];
 	size_t ndiags;
-	char *sync_errors[4]; /* controller, kubelet, proxy */
+	char *sync_errors[4]; /* controller, kubelet, proxy, health checks */
 	bool waiting_logged;
 };
 
@@ -128,8 +143,9 @@ static void usage(FILE *f)
 		"  --node-cidr-len N       podCIDR length per node (default %d)\n"
 		"  --vni N                 VXLAN network identifier (default %d)\n"
 		"  --vxlan-port N          VXLAN UDP port (default %d)\n"
-		"  --proxy DATAPLANE       Service load balancing: nftables | none (default\n"
-		"                          nftables; none leaves Services to another proxy)\n"
+		"  --proxy DATAPLANE       Service load balancing: nftables | iptables | none\n"
+		"                          (default nftables; iptables writes kube-proxy's\n"
+		"                          layout; none leaves Services to another proxy)\n"
 		"  --kubelet --lab NAME    also run the lab's pod runtime for this node\n"
 		"  --log-level LEVEL       debug | info | warn | error (default info)\n"
 		"  --log-file FILE         append the log here instead of stderr\n",
@@ -285,11 +301,14 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 		case O_PROXY:
 			if (!strcmp(optarg, "nftables")) {
 				o->proxy = PROXY_NFTABLES;
+			} else if (!strcmp(optarg, "iptables")) {
+				o->proxy = PROXY_IPTABLES;
 			} else if (!strcmp(optarg, "none")) {
 				o->proxy = PROXY_NONE;
 			} else {
 				fprintf(stderr,
-					"twill agent: --proxy must be nftables or none, not '%s'\n",
+					"twill agent: --proxy must be nftables, iptables or none, "
+					"not '%s'\n",
 					optarg);
 				return 2;
 			}
@@ -560,7 +579,7 @@ static void write_status_json(struct agent *ag)
 			       o ? cidrs_json(o->node.npod_cidrs, o->node.pod_cidrs)
 				 : json_object_new_array());
 	json_object_object_add(j, "leader", json_object_new_boolean(controller_is_leader(ag->ctl)));
-	json_object_object_add(j, "proxy", json_object_new_string(ag->nw ? "nftables" : "none"));
+	json_object_object_add(j, "proxy", json_object_new_string(proxy_mode_name(ag->o.proxy)));
 	struct svc_count sc = {ag->sp, 0, json_object_new_array()};
 	if (ag->sp)
 		svc_planner_foreach(ag->sp, svc_count_fn, &sc);
@@ -607,6 +626,20 @@ static void set_sync_error(struct agent *ag, size_t slot, const char *what, int 
 	}
 }
 
+/* The iptables writer copies the node addresses: made again when they change (cheap). */
+static void ipt_writer_make(struct agent *ag)
+{
+	if (ag->iw)
+		ipt_writer_free(ag->iw);
+	struct svc_plan_in in = {ag->o.node, ag->node_addrs, ag->nnode_addrs};
+	struct ipt_cfg cfg = {.family = AF_INET};
+	for (size_t i = 0; i < ag->o.ncidrs; i++)
+		if (ag->o.cidrs[i].addr.family == AF_INET)
+			cfg.cluster_cidr = &ag->o.cidrs[i]; /* pod traffic: no masquerade */
+	ag->iw = ipt_writer_new(ag->sp, ag->store, &in, &cfg);
+	ag->ipt_dirty = true;
+}
+
 /* NodePorts listen on this Node's InternalIPs; replan them only when those change. */
 static void update_node_addrs(struct agent *ag)
 {
@@ -622,6 +655,8 @@ static void update_node_addrs(struct agent *ag)
 	memcpy(ag->node_addrs, a, n * sizeof(a[0]));
 	ag->nnode_addrs = n;
 	svc_planner_set_node_addrs(ag->sp, a, n);
+	if (ag->iw)
+		ipt_writer_make(ag);
 	char list[MAX_NODE_ADDRS * IP_STRLEN] = "";
 	for (size_t i = 0; i < n; i++) {
 		char b[IP_STRLEN];
@@ -634,11 +669,50 @@ static void update_node_addrs(struct agent *ag)
 
 static void write_services_json(struct agent *ag)
 {
-	char *s = svc_services_json(ag->sp, ag->o.node, "nftables");
+	char *s = svc_services_json(ag->sp, ag->o.node, proxy_mode_name(ag->o.proxy));
 	int r = write_if_changed(ag->services_json_path, &ag->services_json_last, s);
 	if (r < 0)
 		log_error(SUB, "writing %s: %s", ag->services_json_path, strerror(-r));
 	free(s);
+}
+
+static void proxy_backoff(struct agent *ag, monotime_t now)
+{
+	ag->proxy_backoff_ms = ag->proxy_backoff_ms ? (ag->proxy_backoff_ms * 2 > BACKOFF_MAX_MS
+							   ? BACKOFF_MAX_MS
+							   : ag->proxy_backoff_ms * 2)
+						    : BACKOFF_MIN_MS;
+	ag->proxy_next_try = now + MONO_MS(ag->proxy_backoff_ms);
+}
+
+/* kube-proxy's iptables mode: every sync is a full iptables-save + render +
+ * iptables-restore --noflush (atomic), run when a Service changed or a resync is due. */
+static void proxy_sync_ipt(struct agent *ag, monotime_t now)
+{
+	if (!(ag->ipt_dirty || svc_planner_dirty(ag->sp)) || now < ag->proxy_next_try)
+		return;
+	monotime_t t0 = monotime_now();
+	int r = ipt_writer_sync(ag->iw);
+	if (r < 0) {
+		ag->ipt_dirty = true;
+		proxy_backoff(ag, now);
+		const char *e = ipt_writer_error(ag->iw);
+		char *what = xasprintf("proxy (iptables)%s%s", e[0] ? ": " : "", e);
+		set_sync_error(ag, 2, what, r);
+		free(what);
+		return;
+	}
+	ag->ipt_dirty = false;
+	ag->proxy_backoff_ms = 0;
+	ag->proxy_next_try = 0;
+	set_sync_error(ag, 2, "proxy", 0);
+	ag->services_dirty = ag->status_dirty = ag->hc_dirty = true;
+	const struct ipt_render_stats *st = ipt_writer_stats(ag->iw);
+	log_msg(ag->proxy_synced ? LOG_DEBUG : LOG_INFO, SUB,
+		"iptables: full sync, %u nat rules, %u filter rules, %u chains deleted, %.1f ms",
+		st->nat_rules, st->filter_rules, st->deleted_chains,
+		(double)(monotime_now() - t0) / 1e6);
+	ag->proxy_synced = true;
 }
 
 /* The Service dataplane: one nftables transaction per round when anything changed; a
@@ -646,18 +720,15 @@ static void write_services_json(struct agent *ag)
 static void proxy_sync(struct agent *ag)
 {
 	monotime_t now = monotime_now();
-	if (nft_writer_dirty(ag->nw) && now >= ag->proxy_next_try) {
+	if (ag->iw)
+		proxy_sync_ipt(ag, now);
+	if (ag->nw && nft_writer_dirty(ag->nw) && now >= ag->proxy_next_try) {
 		int r = nft_writer_sync(ag->nw);
 		const struct nft_sync_stats *st = nft_writer_stats(ag->nw);
 		if (st->services || st->full)
-			ag->services_dirty = ag->status_dirty = true;
+			ag->services_dirty = ag->status_dirty = ag->hc_dirty = true;
 		if (r < 0) {
-			ag->proxy_backoff_ms = ag->proxy_backoff_ms
-						   ? (ag->proxy_backoff_ms * 2 > BACKOFF_MAX_MS
-							  ? BACKOFF_MAX_MS
-							  : ag->proxy_backoff_ms * 2)
-						   : BACKOFF_MIN_MS;
-			ag->proxy_next_try = now + MONO_MS(ag->proxy_backoff_ms);
+			proxy_backoff(ag, now);
 			const char *e = nft_writer_error(ag->nw);
 			char *what = xasprintf("proxy (nftables)%s%s", e[0] ? ": " : "", e);
 			set_sync_error(ag, 2, what, r);
@@ -688,6 +759,20 @@ static void proxy_sync(struct agent *ag)
 	}
 }
 
+/* Health-check node ports follow what the dataplane programmed; a port that cannot be
+ * opened (in use) is retried on the next change or resync. */
+static void healthcheck_sync(struct agent *ag)
+{
+	ag->hc_dirty = false;
+	struct hc_service *v;
+	size_t n = hc_services_collect(ag->store, ag->sp, &v);
+	char *err = NULL;
+	int r = healthcheck_set(ag->hc, v, n, &err);
+	hc_services_free(v, n);
+	set_sync_error(ag, 3, err ? err : "health checks", r);
+	free(err);
+}
+
 /* One round of work after a wake-up: each dirty component syncs once. */
 static void run_syncs(struct agent *ag)
 {
@@ -715,8 +800,10 @@ static void run_syncs(struct agent *ag)
 			ag->waiting_logged = false;
 		}
 	}
-	if (ag->nw)
+	if (ag->nw || ag->iw)
 		proxy_sync(ag);
+	if (ag->hc && ag->hc_dirty)
+		healthcheck_sync(ag);
 	if (ag->kl && kubelet_dirty(ag->kl)) {
 		int r = kubelet_sync(ag->kl);
 		set_sync_error(ag, 1, "kubelet", r);
@@ -735,6 +822,9 @@ static void agent_free(struct agent *ag)
 		kubelet_free(ag->kl);
 	if (ag->nw)
 		nft_writer_free(ag->nw);
+	if (ag->iw)
+		ipt_writer_free(ag->iw);
+	healthcheck_free(ag->hc);
 	if (ag->sp)
 		svc_planner_free(ag->sp);
 	route_planner_free(ag->rp);
@@ -865,11 +955,15 @@ int agent_main(int argc, char **argv)
 	    .port = ag->o.port,
 	};
 	ag->rp = route_planner_new(ag->store, &rcfg);
-	if (ag->o.proxy == PROXY_NFTABLES) {
+	if (ag->o.proxy != PROXY_NONE) {
 		/* NodePort addresses come with this Node (update_node_addrs) */
 		struct svc_plan_in in = {.node_name = ag->o.node};
 		ag->sp = svc_planner_new(ag->store, &in);
-		ag->nw = nft_writer_new(ag->sp, NULL);
+		if (ag->o.proxy == PROXY_NFTABLES)
+			ag->nw = nft_writer_new(ag->sp, NULL);
+		else
+			ipt_writer_make(ag);
+		ag->hc = healthcheck_new(ep);
 	}
 	char self_exe[PATH_MAX];
 	if (ag->o.kubelet) {
@@ -909,7 +1003,7 @@ int agent_main(int argc, char **argv)
 	    "starting: manifests %s, state %s, routing %s, wiring %s, cluster %s (/%u per node), "
 	    "proxy %s%s",
 	    ag->o.manifests, ag->o.state_dir, route_mode_name(ag->o.routing), ag->o.wiring, cidrs,
-	    ag->o.node_cidr_len, ag->nw ? "nftables" : "none", ag->kl ? ", kubelet" : "");
+	    ag->o.node_cidr_len, proxy_mode_name(ag->o.proxy), ag->kl ? ", kubelet" : "");
 	controller_try_lead(ag->ctl);
 	r = source_dir_scan(ag->src);
 	if (r < 0)
@@ -957,6 +1051,8 @@ int agent_main(int argc, char **argv)
 						route_planner_request_resync(ag->rp);
 						if (ag->nw)
 							nft_writer_request_resync(ag->nw);
+						ag->ipt_dirty = ag->iw != NULL;
+						ag->hc_dirty = ag->hc != NULL;
 						ag->status_dirty = ag->node_dirty = true;
 					}
 				}
@@ -980,8 +1076,13 @@ int agent_main(int argc, char **argv)
 					route_planner_request_resync(ag->rp);
 					if (ag->nw)
 						nft_writer_request_resync(ag->nw);
+					ag->ipt_dirty = ag->iw != NULL;
+					ag->hc_dirty = ag->hc != NULL;
 					ag->status_dirty = true; /* expire fixed manifest errors */
 				}
+				healthcheck_tick(ag->hc);
+			} else if (healthcheck_handle(ag->hc, fd)) {
+				continue;
 			} else {
 				r = source_dir_process(ag->src);
 				if (r < 0)

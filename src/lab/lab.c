@@ -7,6 +7,10 @@
  *            <lab>-w0  192.168.20.100 ─── br20 .254 ┤
  *            <lab>-ext 192.168.30.100 ───── ext .254 ┘
  *
+ * The router has a static route for the LoadBalancer pool 192.168.50.0/24 via ctr
+ * (192.168.10.100), whose Service proxy answers for every LB address (BGP comes later).
+ * `--proxy nftables|iptables|none` is passed to every agent (default nftables).
+ *
  * Every veth is created from inside a lab namespace with its peer created directly in the
  * router's namespace (nl_open_netns), so no link ever appears in the host's namespace.
  * Each node runs `twill agent --kubelet` in its namespace; they share one manifest
@@ -49,6 +53,12 @@ static const struct {
 	const char *name, *addr; /* router bridge and its address */
 } lab_bridges[] = {{"br10", "192.168.10.254/24"}, {"br20", "192.168.20.254/24"}};
 
+/* LoadBalancer addresses (a MetalLB-shaped IPAddressPool in the lab's manifests) are
+ * reached through a static route on the router to ctr's underlay address; ctr's proxy
+ * answers for every LB address and forwards (Cluster policy) or serves its local endpoints
+ * (Local policy).  BGP announcements from every node replace this later. */
+#define LB_POOL "192.168.50.0/24"
+#define LB_POOL_VIA "192.168.10.100"
 #define EXT_IP "192.168.30.100"
 #define EXT_ROUTER_ADDR "192.168.30.254/24"
 #define EXT_GW "192.168.30.254"
@@ -127,10 +137,14 @@ static void usage(FILE *f)
 {
 	fputs("usage: twill lab <command> [--name NAME] ...\n\n"
 	      "  up [--routing host-gw|vxlan|mixed] [--wiring routed|bridge] [-f MANIFEST]...\n"
-	      "     [--no-wait] [--timeout SECONDS] [--log-level LEVEL]\n"
+	      "     [--proxy nftables|iptables|none] [--no-wait] [--timeout SECONDS]\n"
+	      "     [--log-level LEVEL]\n"
 	      "        build seed 003's lab (nodes ctr, w1 on 192.168.10.0/24, w0 on\n"
 	      "        192.168.20.0/24, a router without pod routes, a client ext) and start one\n"
-	      "        agent per node; waits until every pod answers HTTP from its node\n"
+	      "        agent per node; waits until every pod answers HTTP from its node.  The\n"
+	      "        router routes the LoadBalancer pool 192.168.50.0/24 via ctr (static;\n"
+	      "        declare it with a metallb.io/v1beta1 IPAddressPool); --proxy picks the\n"
+	      "        agents' Service dataplane (default nftables)\n"
 	      "  down   stop the lab's agents and pods, delete its namespaces and state\n"
 	      "  status [-o json]   nodes, pods, routes and peer status\n"
 	      "  probe [--port N] [--timeout-ms MS] [--from-nodes] [--to POD] [-o json]\n"
@@ -317,6 +331,7 @@ struct lab_cfg {
 	char name[32];
 	char routing[16];
 	char wiring[16];
+	char proxy[16];
 	char log_level[16];
 };
 
@@ -326,6 +341,7 @@ static int cfg_write(const struct lab_cfg *c)
 	json_object_object_add(o, "name", json_object_new_string(c->name));
 	json_object_object_add(o, "routing", json_object_new_string(c->routing));
 	json_object_object_add(o, "wiring", json_object_new_string(c->wiring));
+	json_object_object_add(o, "proxy", json_object_new_string(c->proxy));
 	json_object_object_add(o, "logLevel", json_object_new_string(c->log_level));
 	json_object_object_add(o, "clusterCIDR", json_object_new_string(LAB_CLUSTER_CIDR));
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
@@ -342,6 +358,7 @@ static int cfg_read(const char *lab, struct lab_cfg *c)
 	str_copy(c->name, sizeof(c->name), lab);
 	str_copy(c->routing, sizeof(c->routing), "mixed");
 	str_copy(c->wiring, sizeof(c->wiring), "routed");
+	str_copy(c->proxy, sizeof(c->proxy), "nftables");
 	str_copy(c->log_level, sizeof(c->log_level), "info");
 	char *path = xasprintf("%s/%s/lab.json", LAB_ROOT, lab), *data = NULL;
 	size_t len;
@@ -357,6 +374,8 @@ static int cfg_read(const char *lab, struct lab_cfg *c)
 		str_copy(c->routing, sizeof(c->routing), json_object_get_string(v));
 	if (json_object_object_get_ex(o, "wiring", &v))
 		str_copy(c->wiring, sizeof(c->wiring), json_object_get_string(v));
+	if (json_object_object_get_ex(o, "proxy", &v))
+		str_copy(c->proxy, sizeof(c->proxy), json_object_get_string(v));
 	if (json_object_object_get_ex(o, "logLevel", &v))
 		str_copy(c->log_level, sizeof(c->log_level), json_object_get_string(v));
 	json_object_put(o);
@@ -455,6 +474,20 @@ static int default_route(struct nl_sock *s, const char *gw)
 	r.dst.addr.family = AF_INET;
 	r.dst.len = 0;
 	int e = ip_parse(gw, &r.gw);
+	if (e < 0)
+		return e;
+	e = nl_route_add(s, &r, NLM_F_CREATE | NLM_F_EXCL);
+	return e == -EEXIST ? 0 : e;
+}
+
+static int static_route(struct nl_sock *s, const char *dst, const char *gw)
+{
+	struct nl_route r = {
+	    .protocol = RTPROT_STATIC, .scope = RT_SCOPE_UNIVERSE, .type = RTN_UNICAST};
+	int e = prefix_parse(dst, &r.dst);
+	if (e < 0)
+		return e;
+	e = ip_parse(gw, &r.gw);
 	if (e < 0)
 		return e;
 	e = nl_route_add(s, &r, NLM_F_CREATE | NLM_F_EXCL);
@@ -612,6 +645,19 @@ static int build_topology(const char *lab)
 				strerror(-r));
 			goto out;
 		}
+		/* Services without endpoints answer ICMP port unreachable (iptables REJECT); the
+		 * kernel's default rate limit (1/s per destination) would turn tests' quick
+		 * retries into timeouts. */
+		r = sysctl_in(nodes[i].fd, "net.ipv4.icmp_ratelimit", "0");
+		if (r < 0)
+			fprintf(stderr, "twill lab: %s: icmp_ratelimit: %s (ignored)\n",
+				nodes[i].name, strerror(-r));
+	}
+	r = static_route(router.nl, LB_POOL, LB_POOL_VIA);
+	if (r < 0) {
+		fprintf(stderr, "twill lab: router: route %s via %s: %s\n", LB_POOL, LB_POOL_VIA,
+			strerror(-r));
+		goto out;
 	}
 
 	r = lab_ns_make(&ext, lab, "ext");
@@ -732,6 +778,8 @@ static pid_t start_agent(const struct lab_cfg *c, const char *node)
 			      c->wiring,
 			      "--cluster-cidr",
 			      LAB_CLUSTER_CIDR,
+			      "--proxy",
+			      c->proxy,
 			      "--kubelet",
 			      "--lab",
 			      c->name,
@@ -1040,7 +1088,7 @@ out:
 /* ------------------------------------------------------------------------------------ */
 /* subcommands */
 
-enum { OPT_NO_WAIT = 256, OPT_TIMEOUT, OPT_LOG_LEVEL, OPT_SIGNAL };
+enum { OPT_NO_WAIT = 256, OPT_TIMEOUT, OPT_LOG_LEVEL, OPT_SIGNAL, OPT_PROXY };
 
 static int cmd_up(int argc, char **argv)
 {
@@ -1048,6 +1096,7 @@ static int cmd_up(int argc, char **argv)
 	    {"name", required_argument, NULL, 'n'},
 	    {"routing", required_argument, NULL, 'r'},
 	    {"wiring", required_argument, NULL, 'w'},
+	    {"proxy", required_argument, NULL, OPT_PROXY},
 	    {"file", required_argument, NULL, 'f'},
 	    {"no-wait", no_argument, NULL, OPT_NO_WAIT},
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -1058,7 +1107,7 @@ static int cmd_up(int argc, char **argv)
 	struct lab_cfg c;
 	memset(&c, 0, sizeof(c));
 	const char *name = LAB_DEFAULT_NAME, *routing = "mixed", *wiring = "routed",
-		   *level = "info";
+		   *level = "info", *proxy = "nftables";
 	char *files[64];
 	size_t nfiles = 0;
 	bool wait = true, quiet = false;
@@ -1075,6 +1124,9 @@ static int cmd_up(int argc, char **argv)
 			break;
 		case 'w':
 			wiring = optarg;
+			break;
+		case OPT_PROXY:
+			proxy = optarg;
 			break;
 		case 'f':
 			if (nfiles == ARRAY_SIZE(files)) {
@@ -1115,6 +1167,10 @@ static int cmd_up(int argc, char **argv)
 		die_usage("--wiring must be routed or bridge");
 		return 2;
 	}
+	if (strcmp(proxy, "nftables") && strcmp(proxy, "iptables") && strcmp(proxy, "none")) {
+		die_usage("--proxy must be nftables, iptables or none");
+		return 2;
+	}
 	for (size_t i = 0; i < nfiles; i++)
 		if (access(files[i], R_OK) < 0) {
 			fprintf(stderr, "twill lab: %s: %s\n", files[i], strerror(errno));
@@ -1125,6 +1181,7 @@ static int cmd_up(int argc, char **argv)
 	str_copy(c.name, sizeof(c.name), name);
 	str_copy(c.routing, sizeof(c.routing), routing);
 	str_copy(c.wiring, sizeof(c.wiring), wiring);
+	str_copy(c.proxy, sizeof(c.proxy), proxy);
 	str_copy(c.log_level, sizeof(c.log_level), level);
 
 	double t0 = now_s();
@@ -1154,8 +1211,8 @@ static int cmd_up(int argc, char **argv)
 	}
 	if (!quiet)
 		printf("lab %s: namespaces %s-{ctr,w1,w0,router,ext} ready in %.0f ms; agents "
-		       "started (routing %s, wiring %s)\n",
-		       name, name, t_topo * 1000, routing, wiring);
+		       "started (routing %s, wiring %s, proxy %s)\n",
+		       name, name, t_topo * 1000, routing, wiring, proxy);
 	if (!wait)
 		return 0;
 	r = wait_pods(name, t0, timeout, quiet);

@@ -86,8 +86,20 @@ def test_pod_to_pod(lab, pairs, routing, wiring):
     assert all(p["ip"] and p["node"] for p in pods.values()), pods
     assert {p["node"] for n, p in pods.items() if n.startswith("webpod")} == {"ctr", "w1", "w0"}
 
-    probe = lb.probe()
-    cells, node = matrix(probe)
+    # The agents may still be programming a peer's route when `lab up` returns (it waits
+    # for every pod to answer on its own node): poll the matrix until it is what the mode
+    # must give, with a deadline, then check it.
+    def expected(cells, node):
+        if routing == "host-gw":
+            return all(ok == (SUBNET[node[s]] == SUBNET[node[d]]) for (s, d), ok in cells.items())
+        return all(cells.values())
+
+    deadline = time.monotonic() + 10
+    while True:
+        probe = lb.probe()
+        cells, node = matrix(probe)
+        if expected(cells, node) or time.monotonic() > deadline:
+            break
     assert len(cells) == len(pods) ** 2
     if routing == "host-gw":
         # seed 003: without pod routes on the router, w0's pods are out of reach of ctr/w1

@@ -1,4 +1,6 @@
-"""Services in the lab: every agent runs kube-proxy's job with the nftables dataplane.
+"""Services in the lab: every agent runs kube-proxy's job with the nftables dataplane (and,
+for the ClusterIP spread, NodePort and no-endpoint cases, also with the iptables one:
+`twill lab up --proxy iptables`).
 
 The manifest below is seed 003's webpod application with its Service made a NodePort with
 a fixed clusterIP (10.96.0.10, nodePort 30080), a Service that selects nothing
@@ -13,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import TWILL, run, wait_for
+from conftest import TWILL, Lab, run, wait_for
 
 VIP, NODEPORT, EMPTY_VIP = "10.96.0.10", 30080, "10.96.0.11"
 NODE_IPS = {"ctr": "192.168.10.100", "w1": "192.168.10.101", "w0": "192.168.20.100"}
@@ -132,6 +134,27 @@ req()
 """
 
 
+@pytest.fixture(autouse=True)
+def proxy_up(monkeypatch):
+    """Lab.up with a `proxy` keyword, passed on as `twill lab up --proxy` (the shared
+    fixture does not take it yet)."""
+    orig = Lab.up
+
+    def up(self, proxy="nftables", **kw):
+        twill = self.twill
+
+        def with_proxy(*args, **kw2):
+            if args and args[0] == "up":
+                args = (*args, "--proxy", proxy)
+            return twill(*args, **kw2)
+        self.twill = with_proxy
+        try:
+            return orig(self, **kw)
+        finally:
+            del self.twill
+    monkeypatch.setattr(Lab, "up", up)
+
+
 @pytest.fixture
 def svc_manifest(tmp_path):
     f = tmp_path / "svc.yaml"
@@ -176,9 +199,10 @@ def spread(lb, pod, host, port, n=300):
     return json.loads(p.stdout)
 
 
-@pytest.mark.parametrize("wiring", ["routed", "bridge"])
-def test_clusterip_spreads_from_every_node(lab, svc_manifest, wiring):
-    lb = lab(routing="mixed", wiring=wiring, files=[svc_manifest])
+@pytest.mark.parametrize("wiring,proxy", [("routed", "nftables"), ("bridge", "nftables"),
+                                          ("routed", "iptables")])
+def test_clusterip_spreads_from_every_node(lab, svc_manifest, wiring, proxy):
+    lb = lab(routing="mixed", wiring=wiring, files=[svc_manifest], proxy=proxy)
     wait_programmed(lb)
     pods = lb.pods()
     webpods = {n for n in pods if n.startswith("webpod-")}
@@ -191,8 +215,9 @@ def test_clusterip_spreads_from_every_node(lab, svc_manifest, wiring):
             assert count >= 60, f"{client}: {name} got {count}/300 ({seen})"
 
 
-def test_nodeport_from_outside(lab, svc_manifest):
-    lb = lab(routing="mixed", wiring="routed", files=[svc_manifest])
+@pytest.mark.parametrize("proxy", ["nftables", "iptables"])
+def test_nodeport_from_outside(lab, svc_manifest, proxy):
+    lb = lab(routing="mixed", wiring="routed", files=[svc_manifest], proxy=proxy)
     wait_programmed(lb)
     webpods = {n for n in lb.pods() if n.startswith("webpod-")}
     for node, ip in NODE_IPS.items():
@@ -201,7 +226,7 @@ def test_nodeport_from_outside(lab, svc_manifest):
         # Cluster policy: any node forwards to every backend, also on other nodes
         assert set(seen) == webpods, (node, seen)
     st = json.loads((state_dir(lb, "ctr") / "status.json").read_text())
-    assert st["proxy"] == "nftables" and st["services"] == 2, st
+    assert st["proxy"] == proxy and st["services"] == 2, st
     assert not [e for e in st["errors"] if "proxy" in e or "service" in e], st["errors"]
 
 
@@ -286,8 +311,9 @@ def test_established_connection_survives_agent_restart(lab, svc_manifest):
             proc.wait(timeout=5)
 
 
-def test_no_endpoints_rejects(lab, svc_manifest):
-    lb = lab(routing="mixed", wiring="routed", files=[svc_manifest])
+@pytest.mark.parametrize("proxy", ["nftables", "iptables"])
+def test_no_endpoints_rejects(lab, svc_manifest, proxy):
+    lb = lab(routing="mixed", wiring="routed", files=[svc_manifest], proxy=proxy)
     wait_programmed(lb)
     for pod in ("curl-pod", "client-w0"):
         t0 = time.monotonic()
