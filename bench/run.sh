@@ -7,16 +7,22 @@
 #      (/run/twill; its file system is reported, on some machines /run is not a tmpfs).
 #   2. Lab bring-up (bench/lab_up.sh): `twill lab up -f examples/webpod.yaml` until every pod
 #      answers, LAB_RUNS runs, median; the lab is named twbench<pid>, never "twill".
+#   3. Service dataplanes (bench/svc_bench.py): nftables vs iptables writer, SVC_SIZES Services
+#      x 10 endpoints, full sync, one endpoint change, peak RSS, connect latency; each twill
+#      run bounded by SVC_TIMEOUT seconds (a size that does not finish is reported as timeout).
 #
-# Environment: TWILL (default build/twill), PODS (200), LAB_RUNS (5).  Needs root.
+# Environment: TWILL (default build/twill), PODS (200), LAB_RUNS (5), SVC_SIZES (10,1000,2000),
+# SVC_TIMEOUT (60).  Needs root.
 # Raw outputs go to bench/results/<UTC time>/ (gitignored); a summary is printed at the end
 # and saved as summary.txt there.  Every step is bounded by timeout(1), the whole run by
-# about 9 minutes (it usually takes about one).
+# about 16 minutes (it usually takes about three: the Service step takes about two).
 set -eu
 cd "$(dirname "$0")/.."
 TWILL=${TWILL:-build/twill}
 PODS=${PODS:-200}
 LAB_RUNS=${LAB_RUNS:-5}
+SVC_SIZES=${SVC_SIZES:-10,1000,2000}
+SVC_TIMEOUT=${SVC_TIMEOUT:-60}
 PY=/usr/bin/python3
 
 [ "$(id -u)" = 0 ] || { echo "bench: needs root (network namespaces)" >&2; exit 1; }
@@ -76,6 +82,15 @@ if ! timeout -k 10 120 sh bench/lab_up.sh "$LAB_RUNS" mixed 2>&1 | tee "$OUT/lab
     status=1
 fi
 grep -q '^lab up .*median' "$OUT/lab_up.txt" || { echo "bench: lab_up failed" >&2; status=1; }
+
+echo
+echo "== Service dataplanes, $SVC_SIZES Services x 10 endpoints"
+if ! timeout -k 10 400 $PY bench/svc_bench.py --sizes "$SVC_SIZES" --latency-sizes 10,1000 \
+    --timeout "$SVC_TIMEOUT" --twill "$TWILL" --json "$OUT/svc.json" 2>&1 |
+    grep -v '^{' | tee "$OUT/svc.txt"; then
+    status=1
+fi
+[ -s "$OUT/svc.json" ] || { echo "bench: svc_bench failed" >&2; status=1; }
 
 echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, at end)" >> "$OUT/machine.txt"
 
