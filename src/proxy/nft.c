@@ -9,6 +9,7 @@
  * to what changed, not to the number of Services. */
 /* glibc's netinet/ headers first, in their own block: the linux/ headers below would
  * otherwise define struct in_addr a second time */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/ip_icmp.h>
 
@@ -33,6 +34,7 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "proxy/conntrack.h"
 #include "proxy/nft.h"
 
 #define SUB "nft"
@@ -65,6 +67,7 @@ struct dchain {
 	uint32_t ip;	/* EP: network order */
 	uint16_t port;	/* EP: host order */
 	uint8_t l4;
+	uint32_t aff; /* SVC, EP: sessionAffinity ClientIP timeout (s); 0 = none */
 };
 
 struct delem {
@@ -102,7 +105,10 @@ struct nft_writer {
 	struct smap contribs; /* Service key -> struct contrib */
 	struct smap achains;  /* name -> struct applied_chain (dynamic chains only) */
 	struct smap aelems;   /* ekey -> struct delem */
+	struct smap asets;    /* affinity sets in the kernel (names) */
 	struct smap dirty_c, dirty_e;
+	struct ct_match *ct_pending; /* stale conntrack entries still to delete */
+	size_t nct_pending;
 	bool need_dump;
 	struct nft_sync_stats stats;
 	char err[256];
@@ -168,6 +174,8 @@ static uint64_t dchain_sig(const struct dchain *c, uint32_t mark)
 		h = fnv1a64(c->targets[i], strlen(c->targets[i]) + 1, h);
 	h = fnv1a64(&c->ip, sizeof(c->ip), h);
 	h = fnv1a64(&c->port, sizeof(c->port), h);
+	if (c->aff) /* so chains without affinity keep the signatures they had before */
+		h = fnv1a64(&c->aff, sizeof(c->aff), h);
 	return fnv1a64(&c->l4, sizeof(c->l4), h);
 }
 
@@ -250,12 +258,14 @@ static void service_apply(struct nft_writer *w, const char *key)
 						pc->ip = be->ip.v4.s_addr;
 						pc->port = be->port;
 						pc->l4 = l4;
+						pc->aff = e->affinity_timeout;
 						want_chain(w, pc, ep);
 						contrib_add_chain(ct, &seen, ep);
 					}
 					free(ep);
 				}
 				c->ntargets = nb;
+				c->aff = e->affinity_timeout;
 				want_chain(w, c, svc);
 				contrib_add_chain(ct, &seen, svc);
 			}
@@ -432,6 +442,20 @@ static int rule_cb(const struct nlmsghdr *nlh, void *arg)
 	return MNL_CB_OK;
 }
 
+static int set_cb(const struct nlmsghdr *nlh, void *arg)
+{
+	struct nft_writer *w = arg;
+	struct nftnl_set *s = nftnl_set_alloc();
+	if (s && nftnl_set_nlmsg_parse(nlh, s) >= 0) {
+		const char *table = nftnl_set_get_str(s, NFTNL_SET_TABLE);
+		const char *name = nftnl_set_get_str(s, NFTNL_SET_NAME);
+		if (table && name && !strcmp(table, w->table) && str_has_prefix(name, "aff-"))
+			smap_add(&w->asets, name);
+	}
+	nftnl_set_free(s);
+	return MNL_CB_OK;
+}
+
 struct elem_ctx {
 	struct nft_writer *w;
 	int map;
@@ -476,12 +500,20 @@ static void mark_all_dirty(struct nft_writer *w)
 	const struct smap *emaps[] = {&w->aelems, &w->delems};
 	for (size_t i = 0; i < 2; i++)
 		smap_foreach(emaps[i], it) smap_add(&w->dirty_e, it->key);
+	/* an affinity set belongs to the endpoint chain of the same suffix */
+	smap_foreach(&w->asets, it)
+	{
+		char *ep = xasprintf("ep-%s", it->key + 4);
+		smap_add(&w->dirty_c, ep);
+		free(ep);
+	}
 }
 
 static int dump_kernel(struct nft_writer *w)
 {
 	smap_clear(&w->achains, free);
 	smap_clear(&w->aelems, delem_free);
+	smap_clear(&w->asets, NULL);
 	char buf[8192];
 	struct nlmsghdr *nlh =
 	    nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN, NFPROTO_IPV4, NLM_F_DUMP, ++w->seq);
@@ -494,6 +526,15 @@ static int dump_kernel(struct nft_writer *w)
 		nftnl_rule_nlmsg_build_payload(nlh, rl);
 		nftnl_rule_free(rl);
 		r = dump(w, nlh, rule_cb, w);
+	}
+	if (r == 0) {
+		struct nftnl_set *s = nftnl_set_alloc();
+		nftnl_set_set_str(s, NFTNL_SET_TABLE, w->table);
+		nlh =
+		    nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSET, NFPROTO_IPV4, NLM_F_DUMP, ++w->seq);
+		nftnl_set_nlmsg_build_payload(nlh, s);
+		nftnl_set_free(s);
+		r = dump(w, nlh, set_cb, w);
 	}
 	for (int m = 0; m < 2 && r == 0; m++) {
 		struct nftnl_set *s = nftnl_set_alloc();
@@ -587,6 +628,39 @@ static void add_map(struct batch *bt, const char *name, uint32_t key_type, uint3
 	nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
 	nftnl_set_set_u32(s, NFTNL_SET_ID, ++bt->set_id);
 	struct nlmsghdr *nlh = msg_hdr(bt, NFT_MSG_NEWSET, NLM_F_CREATE, 512);
+	nftnl_set_nlmsg_build_payload(nlh, s);
+	nb_commit(&bt->b, nlh);
+	nftnl_set_free(s);
+}
+
+/* sessionAffinity ClientIP, as kube-proxy's nftables mode does it: each endpoint chain
+ * records the client in its own set (update @aff-X { ip saddr timeout T }) and the service
+ * chain sends a client found in one of them back to that endpoint before picking at random.
+ * The timeout is on the update, not the set, so a changed timeoutSeconds rewrites chains only
+ * and the clients already recorded keep their endpoint. */
+static bool is_ep(const char *chain)
+{
+	return str_has_prefix(chain, "ep-");
+}
+
+static char *aff_set_name(const char *ep)
+{
+	return xasprintf("aff-%s", ep + 3);
+}
+
+static void aff_set_op(struct batch *bt, uint16_t type, const char *name)
+{
+	struct nftnl_set *s = nftnl_set_alloc();
+	nftnl_set_set_str(s, NFTNL_SET_TABLE, bt->w->table);
+	nftnl_set_set_str(s, NFTNL_SET_NAME, name);
+	if (type == NFT_MSG_NEWSET) {
+		nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_IPV4);
+		nftnl_set_set_u32(s, NFTNL_SET_FLAGS, NFT_SET_TIMEOUT | NFT_SET_EVAL);
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, NFT_TYPE_IPADDR);
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, 4);
+		nftnl_set_set_u32(s, NFTNL_SET_ID, ++bt->set_id);
+	}
+	struct nlmsghdr *nlh = msg_hdr(bt, type, type == NFT_MSG_NEWSET ? NLM_F_CREATE : 0, 512);
 	nftnl_set_nlmsg_build_payload(nlh, s);
 	nb_commit(&bt->b, nlh);
 	nftnl_set_free(s);
@@ -834,6 +908,16 @@ static void chain_rules(struct batch *bt, const char *name, const struct dchain 
 	struct nftnl_rule *r;
 	switch (c->kind) {
 	case CK_SVC:
+		/* ip saddr @aff-<ep> goto <ep>, for each endpoint, before the random pick */
+		for (size_t i = 0; c->aff && i < c->ntargets; i++) {
+			char *set = aff_set_name(c->targets[i]);
+			r = rule_new(bt, name);
+			x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 12, 4, NFT_REG_1);
+			x_lookup(r, set, 0, NFT_REG_1, false);
+			x_verdict(r, NFT_GOTO, c->targets[i]);
+			rule_commit(bt, r);
+			free(set);
+		}
 		if (c->ntargets)
 			rule_pick_backend(bt, name, c);
 		break;
@@ -853,6 +937,19 @@ static void chain_rules(struct batch *bt, const char *name, const struct dchain 
 		x_cmp(r, NFT_CMP_EQ, &c->ip, 4);
 		x_verdict(r, NFT_JUMP, "mark-for-masquerade");
 		rule_commit(bt, r);
+		if (c->aff) { /* update @aff-<ep> { ip saddr timeout T } */
+			char *set = aff_set_name(name);
+			r = rule_new(bt, name);
+			x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 12, 4, NFT_REG_1);
+			struct nftnl_expr *d = nftnl_expr_alloc("dynset");
+			nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
+			nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
+			nftnl_expr_set_u64(d, NFTNL_EXPR_DYNSET_TIMEOUT, (uint64_t)c->aff * 1000);
+			nftnl_expr_set_str(d, NFTNL_EXPR_DYNSET_SET_NAME, set);
+			nftnl_rule_add_expr(r, d);
+			rule_commit(bt, r);
+			free(set);
+		}
 		r = rule_new(bt, name);
 		x_meta(r, NFT_META_L4PROTO, NFT_REG_1);
 		x_cmp(r, NFT_CMP_EQ, &c->l4, 1);
@@ -948,6 +1045,14 @@ static void update_applied(struct nft_writer *w)
 		} else {
 			free(smap_del(&w->achains, it->key));
 		}
+		if (is_ep(it->key)) {
+			char *set = aff_set_name(it->key);
+			if (d && d->aff)
+				smap_add(&w->asets, set);
+			else
+				smap_del(&w->asets, set);
+			free(set);
+		}
 	}
 	smap_foreach(&w->dirty_e, it)
 	{
@@ -963,6 +1068,82 @@ static void update_applied(struct nft_writer *w)
 	}
 	smap_clear(&w->dirty_c, NULL);
 	smap_clear(&w->dirty_e, NULL);
+}
+
+/* ---- UDP conntrack cleanup ---- */
+
+struct gone {
+	size_t n;
+	struct ct_match *v; /* rsrc/rsport filled */
+};
+
+static void gone_free(void *p)
+{
+	struct gone *g = p;
+	free(g->v);
+	free(g);
+}
+
+/* The UDP backends whose endpoint chain this sync deletes, crossed with the map elements
+ * (VIP, node address or external address and port) that led to their group: the conntrack
+ * entries to delete.  Works from the applied state, so a restarted writer that finds a
+ * backend gone from the kernel's table cleans up too. */
+static struct ct_match *stale_udp(struct nft_writer *w, const char **cn, size_t nc, size_t *n)
+{
+	struct smap groups = SMAP_INIT; /* "ns/name/udp/53[/local]" -> struct gone */
+	for (size_t i = 0; i < nc; i++) {
+		const char *name = cn[i];
+		if (!is_ep(name) || smap_get(&w->dchains, name) || !smap_get(&w->achains, name))
+			continue;
+		const char *slash = strrchr(name, '/');
+		const char *colon = slash ? strrchr(slash, ':') : NULL;
+		if (!colon)
+			continue;
+		char *group = xasprintf("%.*s", (int)(slash - (name + 3)), name + 3);
+		char *ip = xasprintf("%.*s", (int)(colon - slash - 1), slash + 1);
+		/* the group's third field is the protocol */
+		const char *p = strchr(group, '/');
+		p = p ? strchr(p + 1, '/') : NULL;
+		struct in_addr a;
+		if (p && str_has_prefix(p + 1, "udp/") && inet_pton(AF_INET, ip, &a) == 1) {
+			bool created;
+			void **slot = smap_slot(&groups, group, &created);
+			if (!*slot)
+				*slot = xcalloc(1, sizeof(struct gone));
+			struct gone *g = *slot;
+			g->v = xrealloc(g->v, (g->n + 1) * sizeof(*g->v));
+			g->v[g->n++] =
+			    (struct ct_match){.l4 = IPPROTO_UDP,
+					      .rsrc = a.s_addr,
+					      .rsport = (uint16_t)strtoul(colon + 1, NULL, 10)};
+		}
+		free(ip);
+		free(group);
+	}
+	struct ct_match *out = NULL;
+	*n = 0;
+	if (groups.n)
+		smap_foreach(&w->aelems, it)
+		{
+			const struct delem *el = it->val;
+			if (!el->chain || el->key[4] != IPPROTO_UDP ||
+			    !(str_has_prefix(el->chain, "svc-") ||
+			      str_has_prefix(el->chain, "ext-")))
+				continue;
+			const struct gone *g = smap_get(&groups, el->chain + 4);
+			for (size_t b = 0; g && b < g->n; b++) {
+				out = xrealloc(out, (*n + 1) * sizeof(*out));
+				struct ct_match m = g->v[b];
+				uint16_t port;
+				memcpy(&m.dst, el->key, 4);
+				memcpy(&port, el->key + 8, 2);
+				m.dport = ntohs(port);
+				out[(*n)++] = m;
+			}
+		}
+	smap_clear(&groups, gone_free);
+	free(groups.b);
+	return out;
 }
 
 /* ---- public ---- */
@@ -986,10 +1167,12 @@ void nft_writer_free(struct nft_writer *w)
 	smap_clear(&w->contribs, contrib_free);
 	smap_clear(&w->achains, free);
 	smap_clear(&w->aelems, delem_free);
+	smap_clear(&w->asets, NULL);
 	smap_clear(&w->dirty_c, NULL);
 	smap_clear(&w->dirty_e, NULL);
-	struct smap *all[] = {&w->dchains, &w->delems,	&w->contribs, &w->achains,
-			      &w->aelems,  &w->dirty_c, &w->dirty_e};
+	free(w->ct_pending);
+	struct smap *all[] = {&w->dchains, &w->delems, &w->contribs, &w->achains,
+			      &w->aelems,  &w->asets,  &w->dirty_c,  &w->dirty_e};
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
 		free(all[i]->b);
 	if (w->nl)
@@ -1000,7 +1183,8 @@ void nft_writer_free(struct nft_writer *w)
 
 bool nft_writer_dirty(const struct nft_writer *w)
 {
-	return w->need_dump || w->dirty_c.n || w->dirty_e.n || svc_planner_dirty(w->sp);
+	return w->need_dump || w->dirty_c.n || w->dirty_e.n || w->nct_pending ||
+	       svc_planner_dirty(w->sp);
 }
 
 void nft_writer_request_resync(struct nft_writer *w)
@@ -1059,6 +1243,12 @@ int nft_writer_sync(struct nft_writer *w)
 		const struct applied_chain *a = smap_get(&w->achains, cn[i]);
 		if (d && !a)
 			add_chain(&bt, cn[i], NULL, 0, 0);
+		if (d && d->aff && is_ep(cn[i])) {
+			char *set = aff_set_name(cn[i]);
+			if (!smap_has(&w->asets, set))
+				aff_set_op(&bt, NFT_MSG_NEWSET, set);
+			free(set);
+		}
 	}
 	for (size_t i = 0; i < nc; i++) {
 		const struct dchain *d = smap_get(&w->dchains, cn[i]);
@@ -1104,6 +1294,18 @@ int nft_writer_sync(struct nft_writer *w)
 					w->stats.chains_deleted++;
 				}
 			}
+	/* 4. affinity sets no longer referenced (their chains were refilled or deleted above) */
+	for (size_t i = 0; i < nc; i++) {
+		const struct dchain *d = smap_get(&w->dchains, cn[i]);
+		if (!is_ep(cn[i]) || (d && d->aff))
+			continue;
+		char *set = aff_set_name(cn[i]);
+		if (smap_has(&w->asets, set))
+			aff_set_op(&bt, NFT_MSG_DELSET, set);
+		free(set);
+	}
+	size_t nstale = 0;
+	struct ct_match *stale = stale_udp(w, cn, nc, &nstale);
 	free(cn);
 
 	r = 0;
@@ -1118,11 +1320,35 @@ int nft_writer_sync(struct nft_writer *w)
 		log_warn(SUB, "transaction failed (%s); will dump table %s and retry", w->err,
 			 w->table);
 		w->need_dump = true;
+		free(stale);
 		return r;
 	}
 	w->err[0] = '\0';
 	w->need_dump = false;
 	update_applied(w);
+	/* only now: before the commit, the old rules could still send a client to the dead
+	 * backend and recreate the entry */
+	if (nstale) {
+		w->ct_pending =
+		    xrealloc(w->ct_pending, (w->nct_pending + nstale) * sizeof(*w->ct_pending));
+		memcpy(w->ct_pending + w->nct_pending, stale, nstale * sizeof(*stale));
+		w->nct_pending += nstale;
+	}
+	free(stale);
+	if (w->nct_pending) {
+		int d = ct_delete_matching(w->ct_pending, w->nct_pending);
+		if (d < 0) {
+			log_warn(SUB, "deleting stale UDP conntrack entries: %s (will retry)",
+				 strerror(-d));
+		} else {
+			w->stats.conntrack_deleted = (unsigned)d;
+			if (d)
+				log_info(SUB, "deleted %d stale UDP conntrack entries", d);
+			free(w->ct_pending);
+			w->ct_pending = NULL;
+			w->nct_pending = 0;
+		}
+	}
 	if (w->stats.messages)
 		log_debug(SUB,
 			  "synced%s: %u messages, +%u/-%u elements, %u chains written, %u deleted",

@@ -17,7 +17,16 @@
  *   chain ext-<group>         jump mark-for-masquerade; goto svc-<group>
  *   chain ep-<group>/<ip>:<port>   ip saddr <ip> jump mark-for-masquerade (hairpin);
  *                             meta l4proto <p> dnat to <ip>:<port>
+ *   with sessionAffinity ClientIP (timeout T), per endpoint chain a set
+ *   set aff-<group>/<ip>:<port>  ipv4_addr, flags dynamic,timeout
+ *                             ep-...: update @aff-... { ip saddr timeout T } before the dnat;
+ *                             svc-<group>: ip saddr @aff-... goto ep-... for each endpoint,
+ *                             before the numgen rule (kube-proxy's nftables affinity)
  * (<group> is the planner's "ns/name/proto/port[/local]".)
+ *
+ * When a UDP endpoint chain is deleted, after the transaction commits, the conntrack entries
+ * sent to that group's addresses and translated to the removed backend are deleted
+ * (conntrack.h), so UDP clients move to the remaining backends at their next datagram.
  *
  * Every sync is ONE netlink transaction (NFNL_MSG_BATCH_BEGIN .. END) holding only what
  * changed: map elements of changed entries, chains whose content changed (flushed and refilled
@@ -48,7 +57,8 @@ struct nft_sync_stats {
 	unsigned elems_deleted;
 	unsigned chains_written; /* chains created or refilled */
 	unsigned chains_deleted;
-	unsigned services; /* Services whose entries changed */
+	unsigned services;	    /* Services whose entries changed */
+	unsigned conntrack_deleted; /* stale UDP conntrack entries deleted after the commit */
 };
 
 struct nft_writer;

@@ -71,21 +71,24 @@ def requirements():
     return None
 
 
-def svc_yaml(name, vip, port, target, node_port=None, proto="TCP"):
+def svc_yaml(name, vip, port, target, node_port=None, proto="TCP", affinity=None):
     np = ", nodePort: %d" % node_port if node_port else ""
     typ = "NodePort" if node_port else "ClusterIP"
+    aff = ("  sessionAffinity: ClientIP\n"
+           "  sessionAffinityConfig: {clientIP: {timeoutSeconds: %d}}\n" % affinity
+           if affinity else "")
     return ("apiVersion: v1\nkind: Service\nmetadata: {name: %s}\n"
-            "spec:\n  type: %s\n  clusterIP: %s\n"
+            "spec:\n  type: %s\n  clusterIP: %s\n%s"
             "  ports: [{name: http, port: %d, protocol: %s, targetPort: %d%s}]\n"
-            % (name, typ, vip, port, proto, target, np))
+            % (name, typ, vip, aff, port, proto, target, np))
 
 
-def eps_yaml(name, ips, port=8080):
+def eps_yaml(name, ips, port=8080, proto="TCP"):
     eps = "".join("- {addresses: [%s], nodeName: node}\n" % ip for ip in ips)
     return ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
             "metadata: {name: %s-1, labels: {kubernetes.io/service-name: %s}}\n"
-            "addressType: IPv4\nports: [{name: http, port: %d}]\n"
-            "endpoints:\n%s" % (name, name, port, eps if eps else "[]\n"))
+            "addressType: IPv4\nports: [{name: http, port: %d, protocol: %s}]\n"
+            "endpoints:\n%s" % (name, name, port, proto, eps if eps else "[]\n"))
 
 
 class Env:
@@ -103,7 +106,8 @@ class Env:
 
     def apply(self):
         p = sh(TWILL, "proxy-debug", "--manifests", self.mdir, "--node", "node",
-               "--node-ip", "10.77.100.1", ns=NODE, check=False)
+               "--node-ip", "10.77.100.1", ns=NODE, check=False,
+               timeout=60)  # closing the inotify fd can take seconds on a loaded machine
         assert p.returncode == 0, "proxy-debug failed: %s %s" % (p.stdout, p.stderr)
         return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -121,14 +125,16 @@ class Env:
                 return o["map"].get("elem", [])
         return []
 
-    def get(self, url, ns=CLI, timeout=3):
-        p = sh("curl", "-s", "-m", str(timeout), url, ns=ns, check=False, timeout=timeout + 5)
+    def get(self, url, ns=CLI, timeout=3, src=None):
+        opt = ["--interface", src] if src else []
+        p = sh("curl", "-s", "-m", str(timeout), *opt, url, ns=ns, check=False,
+               timeout=timeout + 5)
         return p.returncode, p.stdout.strip()
 
-    def spread(self, url, n, ns=CLI):
+    def spread(self, url, n, ns=CLI, src=None):
         counts = {}
         for _ in range(n):
-            rc, out = self.get(url, ns=ns)
+            rc, out = self.get(url, ns=ns, src=src)
             assert rc == 0, "curl %s failed rc=%d" % (url, rc)
             counts[out] = counts.get(out, 0) + 1
         return counts
@@ -172,6 +178,7 @@ def env():
                  "8080", "--bind", ip, "--directory", d],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         e = Env(mdir)
+        e.procs = procs  # tests add their own processes; the fixture kills them
         deadline = time.monotonic() + 10
         for ip in BACKENDS.values():
             while e.get("http://%s:8080/id" % ip, timeout=1)[0] != 0:
@@ -266,3 +273,209 @@ def test_delete_table(env):
     p = sh("nft", "list", "table", "ip", "twill", ns=NODE, check=False)
     assert p.returncode != 0
     sh(TWILL, "proxy-debug", "--delete", ns=NODE)  # absent is fine
+
+
+def aff_sets(env):
+    """{set name: [client addresses]} of the affinity sets in the table."""
+    out = {}
+    for o in env.table():
+        if "set" in o and o["set"]["name"].startswith("aff-"):
+            out[o["set"]["name"]] = [e["elem"]["val"] if isinstance(e, dict) else e
+                                     for e in o["set"].get("elem", [])]
+    return out
+
+
+def test_session_affinity(env):
+    T = 3
+    env.write("web.yaml", svc_yaml("web", VIP, 80, 8080, affinity=T))
+    env.write("web-eps.yaml", eps_yaml("web", list(BACKENDS.values())))
+    st = env.apply()
+    assert st["ok"], st
+    sets = aff_sets(env)
+    assert sorted(sets) == sorted("aff-default/web/tcp/80/%s:8080" % ip
+                                  for ip in BACKENDS.values()), sets
+    # a restart with nothing changed touches nothing (sets included)
+    st = env.apply()
+    assert (st["elemsAdded"], st["chainsWritten"], st["chainsDeleted"]) == (0, 0, 0), st
+
+    url = "http://%s/id" % VIP
+    def sticky(n):
+        """n requests; also when the last one started (its SYN refreshed the entry later)"""
+        c = env.spread(url, n - 1)
+        t = time.monotonic()
+        rc, out = env.get(url)
+        assert rc == 0
+        c[out] = c.get(out, 0) + 1
+        return c, t
+
+    counts, t_first = sticky(20)
+    assert len(counts) == 1, counts
+    first = next(iter(counts))
+    sets = aff_sets(env)
+    assert sets["aff-default/web/tcp/80/%s:8080" % BACKENDS[first]] == ["10.77.100.2"], sets
+
+    # other clients are pinned independently: 8 client addresses land on >= 2 backends
+    # (all on one: probability 3 * (1/3)^8)
+    others = ["10.77.100.%d" % i for i in range(11, 19)]
+    for a in others:
+        sh("ip", "addr", "add", a + "/24", "dev", "eth0", ns=CLI)
+    seen = set()
+    for a in others:
+        c = env.spread(url, 3, src=a)
+        assert len(c) == 1, (a, c)
+        seen |= set(c)
+    assert len(seen) >= 2, seen
+
+    # the timeout: once the client's element expires, the next connection picks afresh.
+    # A fresh pick sticks again, so each round waits out the timeout; within 8 rounds a
+    # second backend shows up (all on one: (1/3)^8).
+    def wait_expired(t_last):
+        deadline = t_last + T + 3
+        while any("10.77.100.2" in v for v in aff_sets(env).values()):
+            assert time.monotonic() < deadline, "affinity entry did not expire"
+            time.sleep(0.2)
+        # not before the timeout (t_last is before the last request's SYN)
+        assert time.monotonic() - t_last >= T - 0.2
+
+    picks = [first]
+    t_last = t_first
+    for _ in range(8):
+        wait_expired(t_last)
+        c, t_last = sticky(4)
+        assert len(c) == 1, c  # sticky again within the new period
+        picks.append(next(iter(c)))
+        if len(set(picks)) >= 2:
+            break
+    assert len(set(picks)) >= 2, picks
+
+    # affinity switched off: sets go, chains are rewritten, the service still spreads
+    env.write("web.yaml", svc_yaml("web", VIP, 80, 8080))
+    st = env.apply()
+    assert st["ok"], st
+    assert aff_sets(env) == {}
+    counts = env.spread(url, 45)
+    assert len(counts) >= 2, counts
+
+
+UDP_SERVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 5353))
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(sys.argv[2].encode(), peer)
+"""
+
+# Sends a datagram every 50 ms from a fixed source port to each target for at most `secs`;
+# prints "<monotonic time> <target index> <reply>" for every reply.
+UDP_CLIENT = """
+import socket, sys, time
+secs = float(sys.argv[1])
+socks = []
+for i, t in enumerate(sys.argv[2:]):
+    host, port = t.split(":")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 41000 + i))
+    s.settimeout(0.04)
+    socks.append((s, (host, int(port))))
+end = time.monotonic() + secs
+while time.monotonic() < end:
+    for i, (s, dst) in enumerate(socks):
+        s.sendto(b"ping", dst)
+        try:
+            data, _ = s.recvfrom(2048)
+            print("%.3f %d %s" % (time.monotonic(), i, data.decode()), flush=True)
+        except OSError:
+            pass
+    time.sleep(0.05)
+"""
+
+
+def read_replies(path):
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3:
+                    out.append((float(parts[0]), int(parts[1]), parts[2]))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def conntrack_udp(ns):
+    """[(orig dst, orig dport, reply src, reply sport)] of the UDP entries in ns."""
+    if shutil.which("conntrack"):
+        text = sh("conntrack", "-L", "-p", "udp", ns=ns, check=False).stdout
+    else:
+        text = sh("cat", "/proc/net/nf_conntrack", ns=ns, check=False).stdout
+    out = []
+    for line in text.splitlines():
+        if "udp" not in line.split()[:3]:
+            continue
+        kv = [w.split("=", 1) for w in line.split() if "=" in w]
+        src = [v for k, v in kv if k == "src"]
+        dst = [v for k, v in kv if k == "dst"]
+        sp = [v for k, v in kv if k == "sport"]
+        dp = [v for k, v in kv if k == "dport"]
+        if len(src) >= 2 and len(dst) >= 2 and len(sp) >= 2 and len(dp) >= 2:
+            out.append((dst[0], int(dp[0]), src[1], int(sp[1])))
+    return out
+
+
+def test_udp_endpoint_removal_clears_conntrack(env):
+    b = {k: BACKENDS[k] for k in ("b1", "b2")}
+    for name, ip in b.items():
+        env.procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", PFX + name, "/usr/bin/python3", "-c", UDP_SERVER, ip, name],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    env.write("dns.yaml", svc_yaml("dns", "10.96.7.53", 53, 5353, node_port=30053,
+                                   proto="UDP"))
+    env.write("dns-eps.yaml", eps_yaml("dns", list(b.values()), port=5353, proto="UDP"))
+    st = env.apply()
+    assert st["ok"], st
+
+    out = os.path.join(env.mdir, ".udp-client.out")
+    targets = ["10.96.7.53:53", "10.77.100.1:30053"]
+    with open(out, "w") as f:
+        client = subprocess.Popen(
+            ["ip", "netns", "exec", CLI, "/usr/bin/python3", "-c", UDP_CLIENT, "25"] + targets,
+            stdout=f, stderr=subprocess.DEVNULL)
+    env.procs.append(client)
+    # both flows answered (the servers may take a moment to start)
+    deadline = time.monotonic() + 10
+    while {i for _, i, _ in read_replies(out)} != {0, 1}:
+        assert time.monotonic() < deadline, read_replies(out)[-5:]
+        time.sleep(0.1)
+    time.sleep(0.5)
+    # each flow sticks to one backend (one conntrack entry per 5-tuple)
+    sticky = {}
+    for i in (0, 1):
+        last = [r for _, j, r in read_replies(out) if j == i][-5:]
+        assert len(set(last)) == 1, (i, last)
+        sticky[i] = last[0]
+    # remove the backend the ClusterIP flow sticks to
+    gone = sticky[0]
+    keep = [n for n in b if n != gone][0]
+    assert any(e[2] == b[gone] for e in conntrack_udp(NODE)), conntrack_udp(NODE)
+    env.write("dns-eps.yaml", eps_yaml("dns", [b[keep]], port=5353, proto="UDP"))
+    st = env.apply()
+    t0 = time.monotonic()
+    assert st["ok"], st
+    assert st["chainsDeleted"] >= 1, st
+    # within 1 s every flow gets its replies from the remaining backend only
+    deadline = t0 + 1.0
+    while True:
+        recent = [(t, i, r) for t, i, r in read_replies(out) if t > t0 + 0.2]
+        flows_moved = {i for _, i, r in recent if r == keep}
+        stale = [x for x in recent if x[2] == gone]
+        if flows_moved == {0, 1} and not stale:
+            break
+        assert time.monotonic() < deadline, ("traffic did not move", gone, recent[-10:])
+        time.sleep(0.05)
+    assert not [e for e in conntrack_udp(NODE) if e[2] == b[gone]], conntrack_udp(NODE)
+    # and it stays there
+    time.sleep(0.5)
+    later = [r for t, _, r in read_replies(out) if t > t0 + 0.3]
+    assert later and set(later) == {keep}, later[-10:]
