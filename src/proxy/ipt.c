@@ -1339,20 +1339,16 @@ int proxy_ipt_debug_main(int argc, char **argv)
 		}
 	}
 	struct store *s = store_new();
-	struct source_dir *src = source_dir_open(s, dir, diag_print, NULL);
-	if (!src) {
-		fprintf(stderr, "ipt-render: %s: %s\n", dir, strerror(errno));
+	int lr = source_dir_load(s, dir, diag_print, NULL);
+	if (lr < 0) {
+		fprintf(stderr, "ipt-render: %s: %s\n", dir, strerror(-lr));
 		store_free(s);
 		free(saved);
 		return 1;
 	}
-	source_dir_scan(src);
-	if (!naddrs) {
-		const struct object *n = store_get(s, KIND_NODE, NULL, node);
-		const struct ipaddr *ip = n ? node_ip(&n->node, cfg.family) : NULL;
-		if (ip)
-			addrs[naddrs++] = *ip;
-	}
+	if (!naddrs)
+		naddrs = svc_node_addrs(store_get(s, KIND_NODE, NULL, node), addrs,
+					ARRAY_SIZE(addrs));
 	struct svc_plan_in in = {node, addrs, naddrs};
 	struct svc_planner *sp = svc_planner_new(s, &in);
 	struct ipt_writer *w = ipt_writer_new(sp, s, &in, &cfg);
@@ -1380,7 +1376,6 @@ int proxy_ipt_debug_main(int argc, char **argv)
 	}
 	ipt_writer_free(w);
 	svc_planner_free(sp);
-	source_dir_close(src);
 	store_free(s);
 	free(saved);
 	return rc;

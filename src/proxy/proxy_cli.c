@@ -109,19 +109,15 @@ int proxy_debug_main(int argc, char **argv)
 		return 2;
 	}
 	struct store *s = store_new();
-	struct source_dir *src = source_dir_open(s, dir, diag_print, NULL);
-	if (!src) {
-		fprintf(stderr, "proxy-debug: %s: %s\n", dir, strerror(errno));
+	int lr = source_dir_load(s, dir, diag_print, NULL);
+	if (lr < 0) {
+		fprintf(stderr, "proxy-debug: %s: %s\n", dir, strerror(-lr));
 		store_free(s);
 		return 1;
 	}
-	source_dir_scan(src);
-	if (!naddrs) {
-		const struct object *n = store_get(s, KIND_NODE, NULL, node);
-		const struct ipaddr *ip = n ? node_ip(&n->node, AF_INET) : NULL;
-		if (ip)
-			addrs[naddrs++] = *ip;
-	}
+	if (!naddrs)
+		naddrs = svc_node_addrs(store_get(s, KIND_NODE, NULL, node), addrs,
+					ARRAY_SIZE(addrs));
 	struct svc_plan_in in = {node, addrs, naddrs};
 	struct svc_planner *sp = svc_planner_new(s, &in);
 	struct nft_writer *w = nft_writer_new(sp, &(struct nft_cfg){.table = table});
@@ -136,7 +132,6 @@ int proxy_debug_main(int argc, char **argv)
 	       st->chains_deleted, st->services);
 	nft_writer_free(w);
 	svc_planner_free(sp);
-	source_dir_close(src);
 	store_free(s);
 	return r == 0 ? 0 : 1;
 }

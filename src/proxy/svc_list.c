@@ -32,32 +32,6 @@
 #include "proxy/svc_list.h"
 #include "store/store.h"
 
-/* ---- node addresses ---- */
-
-size_t svc_node_addrs(const struct object *node, struct ipaddr *out, size_t max)
-{
-	size_t n = 0;
-	if (!node || node->kind != KIND_NODE)
-		return 0;
-	const struct node_obj *no = &node->node;
-	for (size_t i = 0; i < no->naddrs && n < max; i++) {
-		const struct node_addr *a = &no->addrs[i];
-		if (a->type != NODE_ADDR_INTERNAL || !ip_is_set(&a->ip))
-			continue;
-		bool dup = false;
-		for (size_t j = 0; j < n; j++)
-			dup = dup || ip_eq(&out[j], &a->ip);
-		if (!dup)
-			out[n++] = a->ip;
-	}
-	if (!n && max) {
-		const struct ipaddr *ip = node_ip(no, AF_UNSPEC);
-		if (ip)
-			out[n++] = *ip;
-	}
-	return n;
-}
-
 /* ---- services.json ---- */
 
 struct json_ctx {
@@ -374,13 +348,12 @@ static void diag_print(const struct diag *d, void *arg)
 static char *plan_manifests(const char *dir, const char *node)
 {
 	struct store *s = store_new();
-	struct source_dir *src = source_dir_open(s, dir, diag_print, NULL);
-	if (!src) {
-		fprintf(stderr, "twill svc: %s: %s\n", dir, strerror(errno));
+	int lr = source_dir_load(s, dir, diag_print, NULL);
+	if (lr < 0) {
+		fprintf(stderr, "twill svc: %s: %s\n", dir, strerror(-lr));
 		store_free(s);
 		return NULL;
 	}
-	source_dir_scan(src);
 	struct ipaddr addrs[8];
 	size_t n = svc_node_addrs(store_get(s, KIND_NODE, NULL, node), addrs, ARRAY_SIZE(addrs));
 	struct svc_plan_in in = {node, addrs, n};
@@ -388,7 +361,6 @@ static char *plan_manifests(const char *dir, const char *node)
 	svc_planner_update(sp, NULL);
 	char *out = svc_services_json(sp, node, "planned from manifests");
 	svc_planner_free(sp);
-	source_dir_close(src);
 	store_free(s);
 	return out;
 }

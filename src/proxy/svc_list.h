@@ -12,9 +12,6 @@
 
 #define TWILL_SERVICES_FILE "services.json"
 
-/* The addresses a Node's NodePorts listen on: its InternalIPs (every family), or, when it
- * has none, its first ExternalIP.  Returns how many were stored in out (at most max). */
-size_t svc_node_addrs(const struct object *node, struct ipaddr *out, size_t max);
 
 /* services.json content for the planner's current entries (caller frees):
  * {"node":N,"dataplane":D,"services":[{"service":"ns/name","address":..,"port":..,

@@ -703,3 +703,29 @@ uint64_t svc_planner_recomputations(const struct svc_planner *sp)
 {
 	return sp->recomputations;
 }
+
+/* ---- node addresses ---- */
+
+size_t svc_node_addrs(const struct object *node, struct ipaddr *out, size_t max)
+{
+	size_t n = 0;
+	if (!node || node->kind != KIND_NODE)
+		return 0;
+	const struct node_obj *no = &node->node;
+	for (size_t i = 0; i < no->naddrs && n < max; i++) {
+		const struct node_addr *a = &no->addrs[i];
+		if (a->type != NODE_ADDR_INTERNAL || !ip_is_set(&a->ip))
+			continue;
+		bool dup = false;
+		for (size_t j = 0; j < n; j++)
+			dup = dup || ip_eq(&out[j], &a->ip);
+		if (!dup)
+			out[n++] = a->ip;
+	}
+	if (!n && max) {
+		const struct ipaddr *ip = node_ip(no, AF_UNSPEC);
+		if (ip)
+			out[n++] = *ip;
+	}
+	return n;
+}

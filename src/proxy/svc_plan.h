@@ -82,6 +82,10 @@ struct svc_plan_in {
 int svc_plan_service(const struct object *svc, const struct object *const *slices, size_t nslices,
 		     const struct svc_plan_in *in, struct svc_entries *out);
 
+/* The addresses a Node's NodePorts listen on: its InternalIPs (every family), or, when it
+ * has none, its first ExternalIP.  Returns how many were stored in out (at most max). */
+size_t svc_node_addrs(const struct object *node, struct ipaddr *out, size_t max);
+
 /* ---- the incremental planner over the store ---- */
 struct svc_planner;
 /* Copies in (strings and addresses). Subscribes to Services and EndpointSlices; objects

@@ -438,3 +438,13 @@ int source_dir_fd(const struct source_dir *src)
 {
 	return src->ifd;
 }
+
+int source_dir_load(struct store *s, const char *dir, diag_fn diag, void *arg)
+{
+	struct source_dir *src = source_dir_open(s, dir, diag, arg);
+	if (!src)
+		return -errno;
+	int r = source_dir_scan(src);
+	source_dir_close(src);
+	return r;
+}

@@ -106,6 +106,9 @@ struct source_dir;
 struct source_dir *source_dir_open(struct store *s, const char *dir, diag_fn diag, void *arg);
 void source_dir_close(struct source_dir *src);
 int source_dir_fd(const struct source_dir *src); /* inotify fd, for the event loop */
+/* Load every manifest of dir into s once, without watching (for one-shot commands).
+ * Returns what source_dir_scan returns, or -errno if dir cannot be read. */
+int source_dir_load(struct store *s, const char *dir, diag_fn diag, void *arg);
 int source_dir_scan(struct source_dir *src);	 /* (re)load everything; initial load */
 int source_dir_process(struct source_dir *src);	 /* drain inotify, reload changed files */
 /* Name of the overlay directory inside the manifest directory. */
