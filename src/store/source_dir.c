@@ -43,6 +43,7 @@ struct source_dir {
 	struct smap loaded;  /* origins this source gave the store */
 	struct smap pending; /* origins touched by the current batch of events */
 	bool rescan_all, rescan_ov;
+	bool oneshot; /* source_dir_load: no inotify, no .twill/ created */
 };
 
 static void report(struct source_dir *src, const char *file, int line, const char *msg)
@@ -192,6 +193,8 @@ static int load_file(struct source_dir *src, const char *rel)
 
 static int add_overlay_watch(struct source_dir *src)
 {
+	if (src->oneshot)
+		return 0;
 	int err = mkdir_p(src->ovdir, 0755);
 	if (err)
 		return err;
@@ -382,7 +385,8 @@ int source_dir_process(struct source_dir *src)
 	return err;
 }
 
-struct source_dir *source_dir_open(struct store *s, const char *dir, diag_fn diag, void *arg)
+/* The source without its watches: what source_dir_open and source_dir_load share. */
+static struct source_dir *source_new(struct store *s, const char *dir, diag_fn diag, void *arg)
 {
 	struct stat st;
 	if (stat(dir, &st))
@@ -401,6 +405,16 @@ struct source_dir *source_dir_open(struct store *s, const char *dir, diag_fn dia
 		src->dir[--l] = 0;
 	src->ovdir = xasprintf("%s/%s", src->dir, SOURCE_OVERLAY_DIR);
 	src->wd_ov = -1;
+	src->wd_dir = -1;
+	src->ifd = -1;
+	return src;
+}
+
+struct source_dir *source_dir_open(struct store *s, const char *dir, diag_fn diag, void *arg)
+{
+	struct source_dir *src = source_new(s, dir, diag, arg);
+	if (!src)
+		return NULL;
 	src->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	int e;
 	if (src->ifd < 0)
@@ -441,9 +455,12 @@ int source_dir_fd(const struct source_dir *src)
 
 int source_dir_load(struct store *s, const char *dir, diag_fn diag, void *arg)
 {
-	struct source_dir *src = source_dir_open(s, dir, diag, arg);
+	/* One read, nothing watched: no inotify instance to tear down (its close can take
+	 * long on a loaded machine) and no .twill/ directory made in the user's tree. */
+	struct source_dir *src = source_new(s, dir, diag, arg);
 	if (!src)
 		return -errno;
+	src->oneshot = true;
 	int r = source_dir_scan(src);
 	source_dir_close(src);
 	return r;

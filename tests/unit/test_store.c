@@ -770,6 +770,30 @@ static void test_source_dir_coalesce(void **state)
 	rm_rf(t.path);
 }
 
+static void test_source_dir_load(void **state)
+{
+	(void)state;
+	struct tdir t;
+	tdir_make(&t);
+	char *web = xasprintf(SVC_WEB("%s"), "8080");
+	put(&t, "web.yaml", web);
+	free(web);
+	struct store *s = store_new();
+	assert_int_equal(source_dir_load(s, t.path, NULL, NULL), 0);
+	const struct object *o = store_get(s, KIND_SERVICE, "default", "web");
+	assert_non_null(o);
+	assert_int_equal(o->svc.ports[0].port, 8080);
+	/* a one-shot read changes nothing in the user's directory */
+	char *ov = xasprintf("%s/%s", t.path, SOURCE_OVERLAY_DIR);
+	assert_int_equal(access(ov, F_OK), -1);
+	free(ov);
+	store_free(s);
+	struct store *s2 = store_new();
+	assert_int_equal(source_dir_load(s2, "/nonexistent/twill-test", NULL, NULL), -ENOENT);
+	store_free(s2);
+	rm_rf(t.path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -784,6 +808,7 @@ int main(void)
 	    cmocka_unit_test(test_many),
 	    cmocka_unit_test(test_source_dir),
 	    cmocka_unit_test(test_source_dir_coalesce),
+	    cmocka_unit_test(test_source_dir_load),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	/* A failed test leaves its directory behind: remove this run's. */
