@@ -30,10 +30,19 @@ ips = [p["ip"] for p in sorted(pods, key=lambda p: p["node"] == "ctr")
        if p["name"].startswith("webpod") and p["ip"]]
 print(ips[0] if ips else "<webpod IP>")' 2>/dev/null || echo "<webpod IP>")
 
+# the webpod Service's ClusterIP (allocated by twill's standalone control plane)
+SVCIP=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(d["spec"]["clusterIP"])' /run/twill/lab/twill/manifests/.twill/service.default.webpod.json \
+    2>/dev/null || echo "<ClusterIP>")
+
 cat <<HINT
 
 The lab is up (namespaces twill-ctr, twill-w1, twill-w0, twill-router, twill-ext). Explore:
   $TWILL lab exec curl-pod -- curl -s http://$WEBPOD/      # a webpod answers with its name
+  $TWILL lab exec curl-pod -- curl -s http://$SVCIP/       # the webpod Service: a different pod each time
+  $TWILL lab exec ctr -- $TWILL svc list --state-dir /run/twill/lab/twill/nodes/ctr   # like ipvsadm -Ln
   $TWILL lab exec ctr -- ip route                          # ctr's routes (proto 116/117 are twill's)
   $TWILL lab exec router -- ip route                       # the router knows no pod CIDR
   $TWILL lab status                                        # nodes, pods, routes, peers
