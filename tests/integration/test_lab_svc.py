@@ -350,3 +350,33 @@ def test_conflicting_nodeport_reported(lab, svc_manifest):
     assert e["service"] == "default/webpod", e
     seen = spread(lb, "ext", NODE_IPS["w0"], NODEPORT, n=10)
     assert seen.pop("errors") == 0, seen
+
+
+def test_bad_service_input_reported_others_unaffected(lab, svc_manifest):
+    """An invalid clusterIP and an unknown protocol: a clear error naming file, line, object
+    and field; nothing of the bad Services is programmed; the good one keeps working."""
+    lb = lab(routing="mixed", wiring="routed", files=[svc_manifest])
+    wait_programmed(lb)
+    (lb.manifests / "bad.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: badip}\nspec:\n"
+        "  clusterIP: 10.96.0.300\n  selector: {app: webpod}\n  ports: [{port: 82}]\n"
+        "---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: badproto}\nspec:\n"
+        "  clusterIP: 10.96.0.14\n  selector: {app: webpod}\n"
+        "  ports: [{port: 83, protocol: ICMP}]\n")
+
+    def reported():
+        st = json.loads((state_dir(lb, "ctr") / "status.json").read_text())
+        errs = [e for e in st["errors"] if "bad.yaml" in e]
+        return errs if len(errs) >= 2 else None
+    errs = wait_for(reported, 20, 0.1)
+    assert errs, f"no errors reported\n{lb.logs()}"
+    text = "\n".join(errs)
+    assert "bad.yaml:5:" in text and "Service/default/badip" in text and "clusterIP" in text, text
+    assert "Service/default/badproto" in text and "protocol" in text, text
+    # nothing of either bad Service reached the dataplane; the good one still answers
+    listing = svc_list(lb, "ctr")
+    assert entry(listing, "10.96.0.14", 83) is None
+    assert not [e for e in listing["services"] if e.get("service", "").endswith("/badip")]
+    seen = spread(lb, "curl-pod", VIP, 80, n=30)
+    assert seen.pop("errors") == 0, seen
