@@ -26,6 +26,8 @@ import time
 
 import pytest
 
+import svctopo
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TWILL = os.environ.get("TWILL", os.path.join(ROOT, "build", "twill"))
 PFX = "tipt%d-" % os.getpid()
@@ -166,33 +168,7 @@ def env():
     procs = []
     mdir = tempfile.mkdtemp(prefix="tipt-manifests-")
     try:
-        for ns in [NODE, CLI] + [PFX + b for b in BACKENDS]:
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "set", "lo", "up", ns=ns)
-        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=NODE)
-        links = [(CLI, "10.78.100", "c")] + [
-            (PFX + b, "10.78.%d" % (i + 1), b) for i, b in enumerate(BACKENDS)]
-        for ns, net, tag in links:
-            host, peer = "tipt%s%d" % (tag, os.getpid() % 10000), "eth0"
-            # the veth is created inside the node namespace, never in the host's
-            sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer, "netns", ns,
-               ns=NODE)
-            sh("ip", "addr", "add", net + ".1/24", "dev", host, ns=NODE)
-            sh("ip", "link", "set", host, "up", ns=NODE)
-            sh("ip", "addr", "add", net + ".2/24", "dev", peer, ns=ns)
-            sh("ip", "link", "set", peer, "up", ns=ns)
-            sh("ip", "route", "add", "default", "via", net + ".1", ns=ns)
-        # the node's own connections to a ClusterIP need a route before the nat OUTPUT hook
-        sh("ip", "route", "add", "default", "via", "10.78.100.2", ns=NODE)
-        for b, ip in BACKENDS.items():
-            d = os.path.join(mdir, ".www-" + b)
-            os.makedirs(d)
-            with open(os.path.join(d, "id"), "w") as f:
-                f.write(b)
-            procs.append(subprocess.Popen(
-                ["ip", "netns", "exec", PFX + b, "/usr/bin/python3", "-m", "http.server",
-                 "8080", "--bind", ip, "--directory", d],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs += svctopo.build(sh, NODE, CLI, PFX, BACKENDS, "10.78", "tipt", mdir)
         e = Env(mdir)
         deadline = time.monotonic() + 10
         for ip in BACKENDS.values():

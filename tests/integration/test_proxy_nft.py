@@ -21,6 +21,8 @@ import time
 
 import pytest
 
+import svctopo
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TWILL = os.environ.get("TWILL_PROXY", os.environ.get("TWILL", os.path.join(ROOT, "build", "twill")))
 PFX = "tpx%d-" % os.getpid()
@@ -149,34 +151,7 @@ def env():
     procs = []
     mdir = tempfile.mkdtemp(prefix="tpx-manifests-")
     try:
-        for ns in [NODE, CLI] + [PFX + b for b in BACKENDS]:
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "set", "lo", "up", ns=ns)
-        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=NODE)
-        links = [(CLI, "10.77.100", "c")] + [
-            (PFX + b, "10.77.%d" % (i + 1), b) for i, b in enumerate(BACKENDS)]
-        for ns, net, tag in links:
-            host, peer = "tpx%s%d" % (tag, os.getpid() % 10000), "eth0"
-            # the veth is created inside the node namespace, never in the host's
-            sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer, "netns", ns,
-               ns=NODE)
-            sh("ip", "addr", "add", net + ".1/24", "dev", host, ns=NODE)
-            sh("ip", "link", "set", host, "up", ns=NODE)
-            sh("ip", "addr", "add", net + ".2/24", "dev", peer, ns=ns)
-            sh("ip", "link", "set", peer, "up", ns=ns)
-            sh("ip", "route", "add", "default", "via", net + ".1", ns=ns)
-        # a node has a default route; without one, its own connections to a ClusterIP fail
-        # the routing lookup before the nat output hook runs
-        sh("ip", "route", "add", "default", "via", "10.77.100.2", ns=NODE)
-        for b, ip in BACKENDS.items():
-            d = os.path.join(mdir, ".www-" + b)
-            os.makedirs(d)
-            with open(os.path.join(d, "id"), "w") as f:
-                f.write(b)
-            procs.append(subprocess.Popen(
-                ["ip", "netns", "exec", PFX + b, "/usr/bin/python3", "-m", "http.server",
-                 "8080", "--bind", ip, "--directory", d],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs += svctopo.build(sh, NODE, CLI, PFX, BACKENDS, "10.77", "tpx", mdir)
         e = Env(mdir)
         e.procs = procs  # tests add their own processes; the fixture kills them
         deadline = time.monotonic() + 10

@@ -1,0 +1,45 @@
+"""A node namespace with a client and HTTP backends around it, for the Service dataplane tests.
+
+    client --veth-- node --veth-- backend-a / backend-b / ...
+
+Every veth is created from inside the node namespace (never in the host's); each leg is its
+own /24 (`<net>.<i>.0`, the client's is `<net>.100.0`), the node is .1 and the far end .2.
+Each backend runs python's http.server on port 8080 serving one file, `id`, holding its
+name, so a test can tell which backend answered.
+"""
+import os
+import subprocess
+
+
+def build(sh, node, client, pfx, backends, net, tag, mdir):
+    """Create the namespaces and links and start the backends; returns their processes
+    (the caller kills them).  `sh(*cmd, ns=None)` runs a command, in a namespace if given."""
+    for ns in [node, client] + [pfx + b for b in backends]:
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "set", "lo", "up", ns=ns)
+    sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=node)
+    legs = [(client, "%s.100" % net, "c")] + [
+        (pfx + b, "%s.%d" % (net, i + 1), b) for i, b in enumerate(backends)]
+    for ns, sub, t in legs:
+        host, peer = "%s%s%d" % (tag, t, os.getpid() % 10000), "eth0"
+        sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer, "netns", ns,
+           ns=node)
+        sh("ip", "addr", "add", sub + ".1/24", "dev", host, ns=node)
+        sh("ip", "link", "set", host, "up", ns=node)
+        sh("ip", "addr", "add", sub + ".2/24", "dev", peer, ns=ns)
+        sh("ip", "link", "set", peer, "up", ns=ns)
+        sh("ip", "route", "add", "default", "via", sub + ".1", ns=ns)
+    # a node has a default route; without one, its own connections to a ClusterIP fail the
+    # routing lookup before the nat output hook runs
+    sh("ip", "route", "add", "default", "via", "%s.100.2" % net, ns=node)
+    procs = []
+    for b, ip in backends.items():
+        d = os.path.join(mdir, ".www-" + b)
+        os.makedirs(d)
+        with open(os.path.join(d, "id"), "w") as f:
+            f.write(b)
+        procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", pfx + b, "/usr/bin/python3", "-m", "http.server",
+             "8080", "--bind", ip, "--directory", d],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
