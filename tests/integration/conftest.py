@@ -50,8 +50,11 @@ class Lab:
         return run([TWILL, "lab", cmd, "--name", self.name, *rest], check=check,
                    timeout=timeout)
 
-    def up(self, routing="mixed", wiring="routed", files=(), wait=True, timeout=30):
+    def up(self, routing="mixed", wiring="routed", files=(), wait=True, timeout=30,
+           proxy=None):
         args = ["--routing", routing, "--wiring", wiring, "--timeout", str(timeout)]
+        if proxy:
+            args += ["--proxy", proxy]
         for f in files:
             args += ["-f", str(f)]
         if not wait:

@@ -11,6 +11,24 @@ import os
 import subprocess
 
 
+def netns_with_prefix(prefix):
+    d = "/run/netns"
+    return sorted(n for n in os.listdir(d) if n.startswith(prefix)) if os.path.isdir(d) else []
+
+
+def cleanup(prefix, procs=()):
+    """Kill the given processes (ours, by handle) and delete our namespaces."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+    for ns in netns_with_prefix(prefix):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
 def build(sh, node, client, pfx, backends, net, tag, mdir):
     """Create the namespaces and links and start the backends; returns their processes
     (the caller kills them).  `sh(*cmd, ns=None)` runs a command, in a namespace if given."""

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from conftest import Lab, wait_for
+from conftest import wait_for
 
 EXT_IP = "192.168.30.100"
 NODE_IPS = {"ctr": "192.168.10.100", "w1": "192.168.10.101", "w0": "192.168.20.100"}
@@ -111,28 +111,8 @@ def lb_manifest(tmp_path):
     return f
 
 
-@pytest.fixture
-def proxy_up(monkeypatch):
-    """Lab.up with --proxy (the shared fixture does not pass it yet)."""
-    orig = Lab.up
-
-    def up(self, proxy="nftables", **kw):
-        twill = self.twill
-
-        def with_proxy(*args, **kw2):
-            if args and args[0] == "up":
-                args = (*args, "--proxy", proxy)
-            return twill(*args, **kw2)
-        self.twill = with_proxy
-        try:
-            return orig(self, **kw)
-        finally:
-            del self.twill
-    monkeypatch.setattr(Lab, "up", up)
-
-
 @pytest.mark.parametrize("proxy", ["nftables", "iptables"])
-def test_loadbalancer_from_outside(lab, lb_manifest, proxy_up, proxy):
+def test_loadbalancer_from_outside(lab, lb_manifest, proxy):
     lb = lab(routing="mixed", wiring="routed", files=[lb_manifest], proxy=proxy)
     ip = wait_for(lambda: lb_ip(lb, "webpod"), 20, 0.1)
     lip = wait_for(lambda: lb_ip(lb, "weblocal"), 20, 0.1)

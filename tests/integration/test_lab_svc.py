@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import TWILL, Lab, run, wait_for
+from conftest import TWILL, run, wait_for
 
 VIP, NODEPORT, EMPTY_VIP = "10.96.0.10", 30080, "10.96.0.11"
 NODE_IPS = {"ctr": "192.168.10.100", "w1": "192.168.10.101", "w0": "192.168.20.100"}
@@ -132,27 +132,6 @@ req()
 sys.stdin.readline()
 req()
 """
-
-
-@pytest.fixture(autouse=True)
-def proxy_up(monkeypatch):
-    """Lab.up with a `proxy` keyword, passed on as `twill lab up --proxy` (the shared
-    fixture does not take it yet)."""
-    orig = Lab.up
-
-    def up(self, proxy="nftables", **kw):
-        twill = self.twill
-
-        def with_proxy(*args, **kw2):
-            if args and args[0] == "up":
-                args = (*args, "--proxy", proxy)
-            return twill(*args, **kw2)
-        self.twill = with_proxy
-        try:
-            return orig(self, **kw)
-        finally:
-            del self.twill
-    monkeypatch.setattr(Lab, "up", up)
 
 
 @pytest.fixture

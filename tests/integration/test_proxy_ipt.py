@@ -66,20 +66,11 @@ DRIVER = driver()
 
 
 def our_netns():
-    d = "/run/netns"
-    return sorted(n for n in os.listdir(d) if n.startswith(PFX)) if os.path.isdir(d) else []
+    return svctopo.netns_with_prefix(PFX)
 
 
 def cleanup(procs=()):
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-    for ns in our_netns():
-        sh("ip", "netns", "del", ns, check=False)
+    svctopo.cleanup(PFX, procs)
 
 
 def requirements():
