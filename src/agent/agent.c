@@ -45,6 +45,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "nl/nl.h"
+#include "policy/policy.h"
 #include "proxy/healthcheck.h"
 #include "proxy/ipt.h"
 #include "proxy/nft.h"
@@ -82,6 +83,7 @@ struct agent_opts {
 	uint16_t port;
 	bool kubelet;
 	enum proxy_mode proxy;
+	bool policy; /* NetworkPolicy enforcement (--policy on|off) */
 	const char *lab;
 	enum log_level level;
 	const char *log_file;
@@ -118,6 +120,13 @@ struct agent {
 	bool proxy_synced; /* a sync succeeded since start */
 	monotime_t services_next_write;
 	char *services_json_last, *services_json_path;
+	/* NetworkPolicy: planner (rebuilt from the store) -> nftables writer */
+	struct pol_writer *pw;
+	bool policy_dirty;
+	monotime_t policy_next_try;
+	unsigned policy_backoff_ms;
+	bool policy_synced;
+	char *policy_json_last, *policy_json_path;
 	bool node_dirty; /* this node's Node changed: rewrite node.json */
 	bool status_dirty;
 	char *node_json_last;
@@ -125,7 +134,7 @@ struct agent {
 	char *node_json_path, *status_json_path;
 	struct diag_rec diags[MAX_DIAGS];
 	size_t ndiags;
-	char *sync_errors[4]; /* controller, kubelet, proxy, health checks */
+	char *sync_errors[5]; /* controller, kubelet, proxy, health checks, policy */
 	bool waiting_logged;
 };
 
@@ -146,11 +155,13 @@ static void usage(FILE *f)
 		"  --proxy DATAPLANE       Service load balancing: nftables | iptables | none\n"
 		"                          (default nftables; iptables writes kube-proxy's\n"
 		"                          layout; none leaves Services to another proxy)\n"
+		"  --policy on|off         enforce NetworkPolicy with nftables (default on;\n"
+		"                          table inet %s)\n"
 		"  --kubelet --lab NAME    also run the lab's pod runtime for this node\n"
 		"  --log-level LEVEL       debug | info | warn | error (default info)\n"
 		"  --log-file FILE         append the log here instead of stderr\n",
 		TWILL_DEFAULT_CLUSTER_CIDR, TWILL_DEFAULT_NODE_CIDR_LEN, TWILL_VXLAN_DEFAULT_VNI,
-		TWILL_VXLAN_DEFAULT_PORT);
+		TWILL_VXLAN_DEFAULT_PORT, POLICY_TABLE);
 }
 
 static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
@@ -179,6 +190,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 		O_PORT,
 		O_KUBELET,
 		O_PROXY,
+		O_POLICY,
 		O_LAB,
 		O_LEVEL,
 		O_LOGFILE,
@@ -195,6 +207,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 	    {"vxlan-port", required_argument, NULL, O_PORT},
 	    {"kubelet", no_argument, NULL, O_KUBELET},
 	    {"proxy", required_argument, NULL, O_PROXY},
+	    {"policy", required_argument, NULL, O_POLICY},
 	    {"lab", required_argument, NULL, O_LAB},
 	    {"log-level", required_argument, NULL, O_LEVEL},
 	    {"log-file", required_argument, NULL, O_LOGFILE},
@@ -209,6 +222,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 	o->port = TWILL_VXLAN_DEFAULT_PORT;
 	o->level = LOG_INFO;
 	o->proxy = PROXY_NFTABLES;
+	o->policy = true;
 	bool level_given = false;
 	unsigned long v;
 	int c;
@@ -312,6 +326,14 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 					optarg);
 				return 2;
 			}
+			break;
+		case O_POLICY:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				fprintf(stderr, "twill agent: --policy must be on or off, not '%s'\n",
+					optarg);
+				return 2;
+			}
+			o->policy = !strcmp(optarg, "on");
 			break;
 		case O_LAB:
 			o->lab = optarg;
@@ -580,6 +602,7 @@ static void write_status_json(struct agent *ag)
 				 : json_object_new_array());
 	json_object_object_add(j, "leader", json_object_new_boolean(controller_is_leader(ag->ctl)));
 	json_object_object_add(j, "proxy", json_object_new_string(proxy_mode_name(ag->o.proxy)));
+	json_object_object_add(j, "policy", json_object_new_string(ag->pw ? "nftables" : "off"));
 	struct svc_count sc = {ag->sp, 0, json_object_new_array()};
 	if (ag->sp)
 		svc_planner_foreach(ag->sp, svc_count_fn, &sc);
@@ -773,6 +796,61 @@ static void healthcheck_sync(struct agent *ag)
 	free(err);
 }
 
+static void on_policy_obj(void *arg, enum store_event ev, const struct object *old,
+			  const struct object *new_obj)
+{
+	struct agent *ag = arg;
+	(void)ev;
+	(void)old;
+	(void)new_obj;
+	ag->policy_dirty = true;
+}
+
+/* NetworkPolicy: plan the node's pods from the store, program the difference in one
+ * transaction, write policy.json (what `twill policy list|trace` read). */
+static void policy_sync(struct agent *ag)
+{
+	monotime_t now = monotime_now();
+	if (!ag->policy_dirty || now < ag->policy_next_try)
+		return;
+	monotime_t t0 = now;
+	struct pol_plan *p = pol_plan_build(ag->store, ag->o.node);
+	int r = pol_writer_sync(ag->pw, p);
+	const struct pol_sync_stats *st = pol_writer_stats(ag->pw);
+	if (r < 0) {
+		unsigned b = ag->policy_backoff_ms;
+		ag->policy_backoff_ms = b ? (b * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b * 2)
+					  : BACKOFF_MIN_MS;
+		ag->policy_next_try = now + MONO_MS(ag->policy_backoff_ms);
+		char *what = xasprintf("policy (nftables): %s", pol_writer_error(ag->pw));
+		set_sync_error(ag, 4, what, r);
+		free(what);
+	} else {
+		ag->policy_dirty = false;
+		ag->policy_backoff_ms = 0;
+		ag->policy_next_try = 0;
+		set_sync_error(ag, 4, "policy", 0);
+		bool changed = st->chains_written || st->chains_deleted || st->sets_added ||
+			       st->sets_deleted || st->elems_added || st->elems_deleted;
+		/* info: the first sync (what a restart found) and rule changes */
+		log_msg(!ag->policy_synced || (changed && st->chains_written) ? LOG_INFO : LOG_DEBUG,
+			SUB,
+				"policy: %s sync, %u messages, chains %u written %u deleted, sets "
+				"+%u -%u, elements +%u -%u, %zu isolating chains, %.1f ms",
+				st->full ? "full" : "incremental", st->messages, st->chains_written,
+				st->chains_deleted, st->sets_added, st->sets_deleted,
+				st->elems_added, st->elems_deleted, p->chains.n,
+				(double)(monotime_now() - t0) / 1e6);
+		ag->policy_synced = true;
+		char *js = pol_plan_json(p, ag->o.node, ag->o.manifests);
+		int w = write_if_changed(ag->policy_json_path, &ag->policy_json_last, js);
+		if (w < 0)
+			log_error(SUB, "writing %s: %s", ag->policy_json_path, strerror(-w));
+		free(js);
+	}
+	pol_plan_free(p);
+}
+
 /* One round of work after a wake-up: each dirty component syncs once. */
 static void run_syncs(struct agent *ag)
 {
@@ -800,6 +878,8 @@ static void run_syncs(struct agent *ag)
 			ag->waiting_logged = false;
 		}
 	}
+	if (ag->pw)
+		policy_sync(ag);
 	if (ag->nw || ag->iw)
 		proxy_sync(ag);
 	if (ag->hc && ag->hc_dirty)
@@ -822,6 +902,9 @@ static void agent_free(struct agent *ag)
 		kubelet_free(ag->kl);
 	if (ag->nw)
 		nft_writer_free(ag->nw);
+	pol_writer_free(ag->pw);
+	free(ag->policy_json_last);
+	free(ag->policy_json_path);
 	if (ag->iw)
 		ipt_writer_free(ag->iw);
 	healthcheck_free(ag->hc);
@@ -898,6 +981,7 @@ int agent_main(int argc, char **argv)
 	ag->node_json_path = xasprintf("%s/%s", ag->o.state_dir, TWILL_NODE_STATE_FILE);
 	ag->status_json_path = xasprintf("%s/%s", ag->o.state_dir, TWILL_STATUS_FILE);
 	ag->services_json_path = xasprintf("%s/%s", ag->o.state_dir, TWILL_SERVICES_FILE);
+	ag->policy_json_path = xasprintf("%s/%s", ag->o.state_dir, POLICY_FILE);
 
 	/* Pods and remote podCIDRs are reached through this node: it forwards. */
 	r = sysctl_write("net.ipv4.ip_forward", "1");
@@ -984,6 +1068,14 @@ int agent_main(int argc, char **argv)
 		ag->kl = kubelet_new(ag->store, &kcfg);
 	}
 	store_subscribe(ag->store, KIND_BIT(KIND_NODE), on_node, ag);
+	if (ag->o.policy) {
+		ag->pw = pol_writer_new(NULL);
+		ag->policy_dirty = true;
+		store_subscribe(ag->store,
+				KIND_BIT(KIND_POD) | KIND_BIT(KIND_NAMESPACE) |
+				    KIND_BIT(KIND_NETWORKPOLICY),
+				on_policy_obj, ag);
+	}
 
 	ag->src = source_dir_open(ag->store, ag->o.manifests, on_diag, ag);
 	if (!ag->src) {
@@ -1001,9 +1093,10 @@ int agent_main(int argc, char **argv)
 	log_info(
 	    SUB,
 	    "starting: manifests %s, state %s, routing %s, wiring %s, cluster %s (/%u per node), "
-	    "proxy %s%s",
+	    "proxy %s, policy %s%s",
 	    ag->o.manifests, ag->o.state_dir, route_mode_name(ag->o.routing), ag->o.wiring, cidrs,
-	    ag->o.node_cidr_len, proxy_mode_name(ag->o.proxy), ag->kl ? ", kubelet" : "");
+	    ag->o.node_cidr_len, proxy_mode_name(ag->o.proxy), ag->o.policy ? "on" : "off",
+	    ag->kl ? ", kubelet" : "");
 	controller_try_lead(ag->ctl);
 	r = source_dir_scan(ag->src);
 	if (r < 0)
@@ -1051,6 +1144,10 @@ int agent_main(int argc, char **argv)
 						route_planner_request_resync(ag->rp);
 						if (ag->nw)
 							nft_writer_request_resync(ag->nw);
+						if (ag->pw) {
+							pol_writer_request_resync(ag->pw);
+							ag->policy_dirty = true;
+						}
 						ag->ipt_dirty = ag->iw != NULL;
 						ag->hc_dirty = ag->hc != NULL;
 						ag->status_dirty = ag->node_dirty = true;
@@ -1076,6 +1173,10 @@ int agent_main(int argc, char **argv)
 					route_planner_request_resync(ag->rp);
 					if (ag->nw)
 						nft_writer_request_resync(ag->nw);
+					if (ag->pw) {
+						pol_writer_request_resync(ag->pw);
+						ag->policy_dirty = true;
+					}
 					ag->ipt_dirty = ag->iw != NULL;
 					ag->hc_dirty = ag->hc != NULL;
 					ag->status_dirty = true; /* expire fixed manifest errors */

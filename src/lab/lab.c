@@ -149,6 +149,8 @@ static void usage(FILE *f)
 	      "  status [-o json]   nodes, pods, routes and peer status\n"
 	      "  probe [--port N] [--timeout-ms MS] [--from-nodes] [--to POD] [-o json]\n"
 	      "        pod x pod HTTP reachability matrix; exit 0 only if all reachable\n"
+	      "  probe-matrix [--ports 80/tcp,81/udp,...] [--services] [--timeout-ms MS]\n"
+	      "        every pod to every pod (and ClusterIP) per port, concurrently; JSON\n"
 	      "  exec TARGET [--] CMD...   run CMD in the namespace of a node (ctr, w1, w0),\n"
 	      "        router, ext or a pod (NS/NAME or NAME)\n"
 	      "  restart-agent NODE [--signal TERM|KILL]   kill a node's agent and start it again\n"
@@ -1459,6 +1461,8 @@ int lab_main(int argc, char **argv)
 		return lab_cmd_status(argc - 1, argv + 1);
 	if (!strcmp(cmd, "probe"))
 		return lab_cmd_probe(argc - 1, argv + 1);
+	if (!strcmp(cmd, "probe-matrix"))
+		return lab_cmd_probe_matrix(argc - 1, argv + 1);
 	if (!strcmp(cmd, "exec"))
 		return cmd_exec(argc - 1, argv + 1);
 	if (!strcmp(cmd, "restart-agent"))

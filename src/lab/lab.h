@@ -84,4 +84,5 @@ void lab_probe_close(struct lab_probe *p);
 const char *lab_probe_hostname(const struct lab_probe *p, char *buf, size_t size);
 
 int lab_cmd_probe(int argc, char **argv);
+int lab_cmd_probe_matrix(int argc, char **argv);
 int lab_cmd_status(int argc, char **argv);

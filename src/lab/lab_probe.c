@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -596,4 +598,297 @@ int lab_cmd_probe(int argc, char **argv)
 	free(dsts);
 	lab_pods_free(&pods);
 	return ok == ncell && ncell > 0 ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* twill lab probe-matrix: every pod to every pod's address and every Service's ClusterIP,
+ * per port/protocol, all at once (the e2e netpol suite's matrix, in about one timeout).
+ * TCP succeeds when the connection is established (as agnhost connect does), UDP when
+ * the pod server answers a datagram. */
+
+struct mcell {
+	int src;	/* index into the sources */
+	const char *to; /* ns/pod or ns/service */
+	bool svc;
+	struct ipaddr ip;
+	uint16_t port;
+	bool udp;
+	int fd;
+	int err; /* -1 in flight, 0 ok, else errno */
+};
+
+struct portspec {
+	uint16_t port;
+	bool udp;
+};
+
+static int parse_ports(const char *s, struct portspec *v, int max)
+{
+	int n = 0;
+	char *dup = xstrdup(s), *save = NULL;
+	for (char *t = strtok_r(dup, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save)) {
+		char *slash = strchr(t, '/');
+		v[n].udp = slash && !strcasecmp(slash + 1, "udp");
+		if (slash && !v[n].udp && strcasecmp(slash + 1, "tcp")) {
+			n = -1;
+			break;
+		}
+		int p = atoi(t);
+		if (p < 1 || p > 65535) {
+			n = -1;
+			break;
+		}
+		v[n++].port = (uint16_t)p;
+	}
+	free(dup);
+	return n;
+}
+
+static void mcell_start(struct mcell *c, int nsfd)
+{
+	int saved = -1;
+	c->err = -1;
+	if (netns_enter(nsfd, &saved) < 0) {
+		c->err = ENOENT;
+		return;
+	}
+	c->fd = socket(c->ip.family, (c->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK |
+					 SOCK_CLOEXEC,
+		       0);
+	int e = errno;
+	netns_leave(saved);
+	if (c->fd < 0) {
+		c->err = e;
+		return;
+	}
+	struct sockaddr_storage ss = {0};
+	socklen_t sl;
+	if (c->ip.family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(c->port);
+		sin->sin_addr = c->ip.v4;
+		sl = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(c->port);
+		sin6->sin6_addr = c->ip.v6;
+		sl = sizeof(*sin6);
+	}
+	if (connect(c->fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+		c->err = errno;
+	} else if (c->udp && send(c->fd, "probe\n", 6, 0) < 0) {
+		c->err = errno;
+	}
+	if (c->err >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+}
+
+static void mcell_event(struct mcell *c, short revents)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (c->udp) {
+		char buf[512];
+		ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		err = n < 0 ? errno : 0;
+	} else {
+		if (!(revents & (POLLOUT | POLLERR | POLLHUP)))
+			return;
+		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+	}
+	c->err = err;
+	close(c->fd);
+	c->fd = -1;
+}
+
+struct msvc {
+	char *name;
+	struct ipaddr ip;
+};
+
+static int svc_cb(const struct object *o, void *arg)
+{
+	struct {
+		size_t n;
+		struct msvc *v;
+	} *out = arg;
+	if (!o->svc.ncluster_ips || o->svc.headless)
+		return 0;
+	out->v = xrealloc(out->v, (out->n + 1) * sizeof(*out->v));
+	out->v[out->n].name = xasprintf("%s/%s", o->meta.ns, o->meta.name);
+	out->v[out->n++].ip = o->svc.cluster_ips[0];
+	return 0;
+}
+
+int lab_cmd_probe_matrix(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"name", required_argument, NULL, 'n'},
+	    {"ports", required_argument, NULL, 'p'},
+	    {"timeout-ms", required_argument, NULL, 't'},
+	    {"services", no_argument, NULL, 's'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *name = LAB_DEFAULT_NAME, *ports = "80/tcp";
+	int timeout_ms = 400, o;
+	bool services = false;
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "n:p:t:s", opts, NULL)) != -1) {
+		switch (o) {
+		case 'n':
+			name = optarg;
+			break;
+		case 'p':
+			ports = optarg;
+			break;
+		case 't':
+			timeout_ms = atoi(optarg);
+			break;
+		case 's':
+			services = true;
+			break;
+		default:
+			fprintf(stderr, "usage: twill lab probe-matrix [--name LAB] [--ports "
+					"80/tcp,81/udp,...] [--services] [--timeout-ms MS]\n");
+			return 2;
+		}
+	}
+	struct portspec ps[16];
+	int nps = parse_ports(ports, ps, (int)ARRAY_SIZE(ps));
+	if (!lab_name_valid(name) || nps <= 0 || timeout_ms <= 0) {
+		fprintf(stderr, "twill lab probe-matrix: bad arguments\n");
+		return 2;
+	}
+	char *mdir = lab_manifest_dir(name);
+	struct lab_view *v = lab_view_open(mdir);
+	free(mdir);
+	if (!v) {
+		fprintf(stderr, "twill lab probe-matrix: lab %s is not up\n", name);
+		return 1;
+	}
+	struct lab_pods pods;
+	lab_view_pods(v, &pods);
+	struct {
+		size_t n;
+		struct msvc *v;
+	} svcs = {0};
+	if (services)
+		store_foreach(v->st, KIND_SERVICE, svc_cb, &svcs);
+	lab_view_close(v);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+
+	/* sources: pods with a namespace; targets: pod addresses, then ClusterIPs */
+	int *nsfd = xcalloc(pods.n + 1, sizeof(int));
+	char **label = xcalloc(pods.n + 1, sizeof(char *));
+	size_t ncell = 0;
+	struct mcell *cells = xcalloc((pods.n + svcs.n) * pods.n * (size_t)nps + 1, sizeof(*cells));
+	for (size_t i = 0; i < pods.n; i++) {
+		const struct lab_pod *p = &pods.v[i];
+		label[i] = xasprintf("%s/%s", p->ns, p->name);
+		nsfd[i] = -1;
+		if (p->host_network || !p->node)
+			continue;
+		char *nsn = lab_pod_netns(name, p->node, p->ns, p->name);
+		nsfd[i] = netns_open(nsn);
+		free(nsn);
+	}
+	for (size_t i = 0; i < pods.n; i++) {
+		if (nsfd[i] < 0)
+			continue;
+		for (size_t j = 0; j < pods.n + svcs.n; j++) {
+			bool svc = j >= pods.n;
+			const struct ipaddr *ip = svc ? &svcs.v[j - pods.n].ip : &pods.v[j].ip;
+			if (!ip->family || (!svc && pods.v[j].host_network))
+				continue;
+			for (int k = 0; k < nps; k++) {
+				struct mcell *c = &cells[ncell++];
+				c->src = (int)i;
+				c->to = svc ? svcs.v[j - pods.n].name : label[j];
+				c->svc = svc;
+				c->ip = *ip;
+				c->port = ps[k].port;
+				c->udp = ps[k].udp;
+				c->fd = -1;
+			}
+		}
+	}
+	/* in batches that stay clear of the descriptor limit */
+	size_t batch = rl.rlim_max > 4096 ? 2048 : 400;
+	struct pollfd *pfd = xcalloc(batch, sizeof(*pfd));
+	size_t *idx = xcalloc(batch, sizeof(*idx));
+	for (size_t b = 0; b < ncell; b += batch) {
+		size_t e = b + batch < ncell ? b + batch : ncell;
+		for (size_t c = b; c < e; c++)
+			mcell_start(&cells[c], nsfd[cells[c].src]);
+		monotime_t deadline = monotime_now() + MONO_MS(timeout_ms);
+		for (int guard = 0; guard < 100000; guard++) {
+			size_t np = 0;
+			for (size_t c = b; c < e; c++)
+				if (cells[c].err < 0) {
+					pfd[np].fd = cells[c].fd;
+					pfd[np].events = cells[c].udp ? POLLIN : POLLOUT;
+					idx[np++] = c;
+				}
+			monotime_t now = monotime_now();
+			if (!np || now >= deadline)
+				break;
+			int r = poll(pfd, np, (int)((deadline - now) / 1000000) + 1);
+			for (size_t k = 0; r > 0 && k < np; k++)
+				if (pfd[k].revents)
+					mcell_event(&cells[idx[k]], pfd[k].revents);
+		}
+		for (size_t c = b; c < e; c++)
+			if (cells[c].err < 0) {
+				close(cells[c].fd);
+				cells[c].fd = -1;
+				cells[c].err = ETIMEDOUT;
+			}
+	}
+	json_object *root = json_object_new_object(), *res = json_object_new_array();
+	size_t ok = 0;
+	for (size_t c = 0; c < ncell; c++) {
+		json_object *j = json_object_new_object();
+		json_object_object_add(j, "from", json_object_new_string(label[cells[c].src]));
+		json_object_object_add(j, "to", json_object_new_string(cells[c].to));
+		json_object_object_add(j, "via", json_object_new_string(cells[c].svc ? "svc" : "pod"));
+		json_object_object_add(j, "port", json_object_new_int(cells[c].port));
+		json_object_object_add(j, "proto",
+				       json_object_new_string(cells[c].udp ? "udp" : "tcp"));
+		json_object_object_add(j, "ok", json_object_new_boolean(!cells[c].err));
+		if (cells[c].err)
+			json_object_object_add(j, "result",
+					       json_object_new_string(errname(cells[c].err)));
+		ok += !cells[c].err;
+		json_object_array_add(res, j);
+	}
+	json_object_object_add(root, "results", res);
+	json_object_object_add(root, "reachable", json_object_new_int((int)ok));
+	json_object_object_add(root, "total", json_object_new_int((int)ncell));
+	puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
+	json_object_put(root);
+	for (size_t i = 0; i < pods.n; i++) {
+		if (nsfd[i] >= 0)
+			close(nsfd[i]);
+		free(label[i]);
+	}
+	for (size_t i = 0; i < svcs.n; i++)
+		free(svcs.v[i].name);
+	free(svcs.v);
+	free(nsfd);
+	free(label);
+	free(cells);
+	free(pfd);
+	free(idx);
+	lab_pods_free(&pods);
+	return 0;
 }

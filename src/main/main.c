@@ -18,6 +18,7 @@
 #include "proxy/svc_list.h"
 #include "lib/consts.h"
 #include "lib/util.h"
+#include "policy/policy.h"
 
 #ifndef TWILL_VERSION
 #define TWILL_VERSION "0.1.0"
@@ -34,6 +35,8 @@ static void usage(FILE *f)
 		"  status  show a node agent's status (--state-dir DIR, -o json)\n"
 		"  svc     svc list: the node's Services and backends, as ipvsadm -Ln shows\n"
 		"          them (run in the node's network namespace; --help for options)\n"
+		"  policy  list | trace SRC DST PORT/PROTO: NetworkPolicy on this node, and\n"
+		"          which policy and rule allow or deny a flow (--help)\n"
 		"  proxy-debug  apply Services from a manifest dir once with the nftables\n"
 		"          dataplane (test driver; the agent runs the proxy itself)\n"
 		"  proxy ipt-render DIR --node N [--apply]  render (and apply) kube-proxy's\n"
@@ -192,6 +195,8 @@ int main(int argc, char **argv)
 		return status_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "svc"))
 		return svc_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "policy"))
+		return policy_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("twill %s\n", TWILL_VERSION);
 		return 0;
