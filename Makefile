@@ -87,6 +87,19 @@ fuzz:
 	@mkdir -p $(B)/fuzz/corpus && cp -n examples/*.yaml $(B)/fuzz/corpus/ 2>/dev/null || true
 	$(B)/fuzz/fuzz_manifest -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(B)/fuzz/corpus
 
+# Tests that need IPVS, IPIP, dummy or WireGuard, which the host kernel may lack: inside
+# Debian's cloud kernel under qemu (scripts/vm/vm.py; VMTESTS are pytest's arguments there).
+VMTESTS    ?= tests/vm tests/integration/test_route.py -k "not restart_changes_nothing"
+VM_TIMEOUT ?= 900
+.PHONY: vmcheck vmshell
+vmcheck: $(B)/twill
+	@sh scripts/deps.sh vm
+	/usr/bin/python3 scripts/vm/vm.py --build $(B) --timeout $(VM_TIMEOUT) test $(VMTESTS)
+
+vmshell: $(B)/twill
+	@sh scripts/deps.sh vm
+	/usr/bin/python3 scripts/vm/vm.py --build $(B) shell
+
 fmt:
 	clang-format -i $(SRCS) $(wildcard src/*/*.h) $(UNIT)
 

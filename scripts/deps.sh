@@ -3,6 +3,7 @@
 # Idempotent and quiet when nothing is missing; run as root on Debian 12.
 #   scripts/deps.sh          build + test + lab packages (make check, make demo)
 #   scripts/deps.sh fuzz     also the fuzzing toolchain (make fuzz)
+#   scripts/deps.sh vm       also qemu, busybox and kmod for the test VM (make vmcheck)
 set -eu
 # build: compiler, pkg-config and the libraries twill links (see README "Dependencies")
 PKGS="build-essential pkg-config libmnl-dev libjson-c-dev libyaml-dev libnftnl-dev"
@@ -12,6 +13,9 @@ PKGS="$PKGS libcmocka-dev python3 python3-pytest python3-pytest-timeout iproute2
       containernetworking-plugins nftables iptables"
 if [ "${1:-}" = fuzz ]; then
     PKGS="$PKGS clang libclang-rt-14-dev"
+fi
+if [ "${1:-}" = vm ]; then
+    PKGS="$PKGS qemu-system-x86 busybox-static kmod"
 fi
 missing=""
 for p in $PKGS; do

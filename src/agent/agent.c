@@ -243,8 +243,8 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 			int m = route_mode_parse(optarg);
 			if (m < 0) {
 				fprintf(stderr,
-					"twill agent: --routing must be host-gw, vxlan or "
-					"mixed, not '%s'\n",
+					"twill agent: --routing must be " ROUTE_MODES_TEXT
+					", not '%s'\n",
 					optarg);
 				return 2;
 			}
@@ -523,8 +523,8 @@ static unsigned pod_mtu(const struct agent *ag)
 	unsigned mtu = route_planner_underlay_mtu(ag->rp);
 	if (!mtu)
 		mtu = 1500; /* underlay not found yet: the common Ethernet MTU */
-	if (ag->o.routing != ROUTE_HOST_GW)
-		mtu = mtu > TWILL_VXLAN_OVERHEAD + 68 ? mtu - TWILL_VXLAN_OVERHEAD : 68;
+	unsigned overhead = route_mode_overhead(ag->o.routing);
+	mtu = mtu > overhead + 68 ? mtu - overhead : 68;
 	return mtu;
 }
 

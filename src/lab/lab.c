@@ -42,6 +42,7 @@
 #include "lab/podserver.h"
 #include "lib/consts.h"
 #include "nl/nl.h"
+#include "route/route.h"
 
 const struct lab_node lab_nodes[LAB_NNODES] = {
     {"ctr", "192.168.10.100", "br10", "192.168.10.254"},
@@ -136,7 +137,8 @@ static void die_usage(const char *msg)
 static void usage(FILE *f)
 {
 	fputs("usage: twill lab <command> [--name NAME] ...\n\n"
-	      "  up [--routing host-gw|vxlan|mixed] [--wiring routed|bridge] [-f MANIFEST]...\n"
+	      "  up [--routing host-gw|vxlan|mixed|ipip|ipip-crosssubnet] [--wiring routed|bridge]\n"
+	      "     [-f MANIFEST]...\n"
 	      "     [--proxy nftables|iptables|none] [--no-wait] [--timeout SECONDS]\n"
 	      "     [--log-level LEVEL]\n"
 	      "        build seed 003's lab (nodes ctr, w1 on 192.168.10.0/24, w0 on\n"
@@ -331,7 +333,7 @@ static void kill_wait(const struct pidlist *l, int sig, int wait_ms)
 
 struct lab_cfg {
 	char name[32];
-	char routing[16];
+	char routing[24];
 	char wiring[16];
 	char proxy[16];
 	char log_level[16];
@@ -1161,8 +1163,8 @@ static int cmd_up(int argc, char **argv)
 		fprintf(stderr, "twill lab: bad lab name '%s' (1-16 of [A-Za-z0-9_])\n", name);
 		return 2;
 	}
-	if (strcmp(routing, "host-gw") && strcmp(routing, "vxlan") && strcmp(routing, "mixed")) {
-		die_usage("--routing must be host-gw, vxlan or mixed");
+	if (route_mode_parse(routing) < 0) {
+		die_usage("--routing must be " ROUTE_MODES_TEXT);
 		return 2;
 	}
 	if (strcmp(wiring, "routed") && strcmp(wiring, "bridge")) {

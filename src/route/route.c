@@ -22,6 +22,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "nl/nl.h"
+#include "nl/nl_tunnel.h"
 #include "route/route.h"
 
 #define SUB "route"
@@ -59,6 +60,7 @@ struct route_planner {
 	int underlay_index;
 	unsigned underlay_mtu;
 	int vx_index;
+	int ipip_index; /* tunl0 while the mode uses it */
 
 	struct peer **peers; /* sorted by name */
 	size_t npeers;
@@ -330,6 +332,7 @@ static const struct link_info *scan_link_by_index(const struct scan *sc, int ind
 static bool twill_owned_link(const char *name)
 {
 	return str_has_prefix(name, "twill.") || !strcmp(name, TWILL_BRIDGE_DEFAULT) ||
+	       !strcmp(name, ROUTE_IPIP_DEV) ||
 	       (str_has_prefix(name, TWILL_VETH_PREFIX) && strlen(name) == 14);
 }
 
@@ -423,6 +426,49 @@ static void set_vx_index(struct route_planner *rp, int index)
 	}
 }
 
+/* The address of an overlay device (twill.<VNI>, tunl0): the network address of this
+ * node's first IPv4 podCIDR as /32 (Flannel's VTEP address, Calico's tunnel address), so
+ * the node's own packets into the overlay have a source the other nodes route back. */
+static int ensure_overlay_addr(struct route_planner *rp, int index, const char *name)
+{
+	struct nl_addr want = {.index = index, .scope = RT_SCOPE_UNIVERSE};
+	bool have_want = false;
+	for (size_t i = 0; i < rp->nself_cidrs; i++) {
+		if (rp->self_cidrs[i].addr.family != AF_INET)
+			continue;
+		struct ipprefix p = rp->self_cidrs[i];
+		prefix_normalize(&p);
+		want.prefix.addr = p.addr;
+		want.prefix.len = 32;
+		have_want = true;
+		break;
+	}
+	struct vxaddr_scan vs = {.n = 0};
+	int r = nl_addr_dump(rp->nl, AF_INET, index, collect_vxaddr, &vs);
+	if (r < 0)
+		return r;
+	bool present = false;
+	for (size_t i = 0; i < vs.n; i++) {
+		if (vs.have[i].index != index)
+			continue;
+		if (have_want && prefix_eq(&vs.have[i].prefix, &want.prefix)) {
+			present = true;
+			continue;
+		}
+		r = nl_addr_del(rp->nl, &vs.have[i]);
+		if (r < 0 && r != -EADDRNOTAVAIL && r != -ENOENT)
+			return r;
+	}
+	if (have_want && !present) {
+		r = nl_addr_add(rp->nl, &want);
+		if (r < 0)
+			return r;
+		char a[IP_STRLEN];
+		log_info(SUB, "%s: address %s", name, prefix_fmt(&want.prefix, a));
+	}
+	return 0;
+}
+
 static int ensure_vxlan(struct route_planner *rp)
 {
 	struct nl_link l;
@@ -504,47 +550,86 @@ static int ensure_vxlan(struct route_planner *rp)
 		log_info(SUB, "%s: set VTEP MAC", rp->vxname);
 	}
 
-	/* Its address: the network address of this node's podCIDR, as /32 (Flannel). */
-	struct nl_addr want = {.index = l.index, .scope = RT_SCOPE_UNIVERSE};
-	bool have_want = false;
-	for (size_t i = 0; i < rp->nself_cidrs; i++) {
-		if (rp->self_cidrs[i].addr.family != AF_INET)
-			continue;
-		struct ipprefix p = rp->self_cidrs[i];
-		prefix_normalize(&p);
-		want.prefix.addr = p.addr;
-		want.prefix.len = 32;
-		have_want = true;
-		break;
-	}
-	struct vxaddr_scan vs = {.n = 0};
-	r = nl_addr_dump(rp->nl, AF_INET, l.index, collect_vxaddr, &vs);
+	r = ensure_overlay_addr(rp, l.index, rp->vxname);
 	if (r < 0)
 		return r;
-	bool present = false;
-	for (size_t i = 0; i < vs.n; i++) {
-		if (vs.have[i].index != l.index)
-			continue;
-		if (have_want && prefix_eq(&vs.have[i].prefix, &want.prefix)) {
-			present = true;
-			continue;
-		}
-		r = nl_addr_del(rp->nl, &vs.have[i]);
-		if (r < 0 && r != -EADDRNOTAVAIL && r != -ENOENT)
-			return r;
-	}
-	if (have_want && !present) {
-		r = nl_addr_add(rp->nl, &want);
-		if (r < 0)
-			return r;
-		char a[IP_STRLEN];
-		log_info(SUB, "%s: address %s", rp->vxname, prefix_fmt(&want.prefix, a));
-	}
 	if (!l.up) {
 		r = nl_link_set_up(rp->nl, l.index, true);
 		if (r < 0)
 			return r;
 	}
+	return 0;
+}
+
+/* ---- the IPIP device ---- */
+
+static bool want_ipip(const struct route_planner *rp)
+{
+	return rp->cfg.mode == ROUTE_IPIP || rp->cfg.mode == ROUTE_IPIP_CROSSSUBNET;
+}
+
+static void set_ipip_index(struct route_planner *rp, int index)
+{
+	if (rp->ipip_index != index) {
+		rp->ipip_index = index;
+		rp->replan_all = true;
+	}
+}
+
+/* tunl0 is the ipip module's fallback device: the kernel makes it in every namespace when
+ * the module loads (creating any ipip link loads it) and it cannot be deleted, so in other
+ * modes twill only stops routing through it (its routes go with the diff). */
+static int ensure_ipip(struct route_planner *rp)
+{
+	if (!want_ipip(rp)) {
+		set_ipip_index(rp, 0);
+		return 0;
+	}
+	struct nl_link l;
+	int r = nl_link_get(rp->nl, ROUTE_IPIP_DEV, &l);
+	if (r < 0 && r != -ENODEV)
+		return r;
+	if (!ip_is_set(&rp->self_ip) || !rp->underlay_index || !rp->underlay_mtu) {
+		/* Not this node's namespace yet (its InternalIP is on no interface): make
+		 * nothing; keep routing through a tunl0 that is there. */
+		set_ipip_index(rp, r == 0 && !strcmp(l.kind, "ipip") ? l.index : 0);
+		return 0;
+	}
+	if (r == -ENODEV) {
+		r = nl_link_add_kind(ROUTE_IPIP_DEV, "ipip", 0);
+		if (r < 0 && r != -EEXIST)
+			return r;
+		r = nl_link_get(rp->nl, ROUTE_IPIP_DEV, &l);
+		if (r == 0)
+			log_info(SUB, "created %s", ROUTE_IPIP_DEV);
+	}
+	if (r < 0)
+		return r;
+	if (strcmp(l.kind, "ipip")) {
+		add_error(rp, "%s is a %s device, not ipip", ROUTE_IPIP_DEV,
+			  l.kind[0] ? l.kind : "plain");
+		return -EEXIST;
+	}
+	if (rp->underlay_mtu) {
+		unsigned mtu = rp->underlay_mtu > ROUTE_IPIP_OVERHEAD + 68
+				   ? rp->underlay_mtu - ROUTE_IPIP_OVERHEAD
+				   : 68;
+		if (l.mtu != mtu) {
+			r = nl_link_set_mtu(rp->nl, l.index, mtu);
+			if (r < 0)
+				return r;
+			log_info(SUB, "%s: mtu %u -> %u", ROUTE_IPIP_DEV, l.mtu, mtu);
+		}
+	}
+	r = ensure_overlay_addr(rp, l.index, ROUTE_IPIP_DEV);
+	if (r < 0)
+		return r;
+	if (!l.up) {
+		r = nl_link_set_up(rp->nl, l.index, true);
+		if (r < 0)
+			return r;
+	}
+	set_ipip_index(rp, l.index);
 	return 0;
 }
 
@@ -695,6 +780,7 @@ static void replan(struct route_planner *rp)
 	    .conn = rp->conn,
 	    .nconn = rp->nconn,
 	    .vxlan_index = rp->vx_index,
+	    .ipip_index = rp->ipip_index,
 	};
 	for (size_t i = 0; i < rp->npeers; i++) {
 		struct peer *p = rp->peers[i];
@@ -793,6 +879,15 @@ int route_planner_sync(struct route_planner *rp)
 		/* the routes through it cannot be planned; keep the host-gw ones going */
 		struct nl_link l;
 		set_vx_index(rp, nl_link_get(rp->nl, rp->vxname, &l) == 0 ? l.index : 0);
+	}
+	r = ensure_ipip(rp);
+	if (r < 0) {
+		add_error(rp, "IPIP device %s: %s", ROUTE_IPIP_DEV, strerror(-r));
+		log_error(SUB, "IPIP device %s: %s", ROUTE_IPIP_DEV, strerror(-r));
+		err = r;
+		struct nl_link l;
+		bool ok = nl_link_get(rp->nl, ROUTE_IPIP_DEV, &l) == 0 && !strcmp(l.kind, "ipip");
+		set_ipip_index(rp, ok && want_ipip(rp) ? l.index : 0);
 	}
 
 	if (rp->need_dump) {

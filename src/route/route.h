@@ -7,7 +7,12 @@
  *   vxlan    a VXLAN device twill.<VNI>; per remote node a route onlink via the remote VTEP
  *            address (its podCIDR's network address), a permanent neighbour entry and an
  *            FDB entry (Flannel's scheme);
- *   mixed    host-gw where the node is directly connected, vxlan elsewhere.
+ *   mixed    host-gw where the node is directly connected, vxlan elsewhere;
+ *   ipip     Calico's IPIP overlay: the ipip module's fallback device tunl0 (MTU 20 less
+ *            than the underlay, address: its podCIDR's network address /32); per remote
+ *            node a route "podCIDR via <node InternalIP> dev tunl0 onlink";
+ *   ipip-crosssubnet  host-gw where the node is directly connected, ipip elsewhere
+ *            (Calico's ipipMode CrossSubnet).
  * The writer diffs desired against the kernel (routes with protocol TWILL_RTPROT_NODE,
  * neighbours and FDB entries of twill's VXLAN device) and applies only the difference. */
 #pragma once
@@ -16,9 +21,16 @@
 
 #include "store/store.h"
 
-enum route_mode { ROUTE_HOST_GW, ROUTE_VXLAN, ROUTE_MIXED };
+enum route_mode { ROUTE_HOST_GW, ROUTE_VXLAN, ROUTE_MIXED, ROUTE_IPIP, ROUTE_IPIP_CROSSSUBNET };
 const char *route_mode_name(enum route_mode m);
 int route_mode_parse(const char *s); /* enum route_mode or -1 */
+/* "host-gw, vxlan, mixed, ipip or ipip-crosssubnet", for usage and error messages. */
+#define ROUTE_MODES_TEXT "host-gw, vxlan, mixed, ipip or ipip-crosssubnet"
+/* Bytes the mode's encapsulation takes from the underlay MTU: the pods' MTU is the
+ * underlay's minus this (0 host-gw, TWILL_VXLAN_OVERHEAD vxlan/mixed, ROUTE_IPIP_OVERHEAD). */
+unsigned route_mode_overhead(enum route_mode m);
+#define ROUTE_IPIP_OVERHEAD 20 /* the outer IPv4 header */
+#define ROUTE_IPIP_DEV "tunl0" /* the ipip module's fallback device, one per namespace */
 
 struct route_cfg {
 	const char *node_name;
@@ -35,8 +47,8 @@ bool route_planner_dirty(const struct route_planner *rp);
 int route_planner_sync(struct route_planner *rp);
 
 /* ---- status, for the agent (status.json, node.json) ---- */
-enum route_via { ROUTE_VIA_NONE, ROUTE_VIA_HOST_GW, ROUTE_VIA_VXLAN };
-const char *route_via_name(enum route_via v); /* "none", "host-gw", "vxlan" */
+enum route_via { ROUTE_VIA_NONE, ROUTE_VIA_HOST_GW, ROUTE_VIA_VXLAN, ROUTE_VIA_IPIP };
+const char *route_via_name(enum route_via v); /* "none", "host-gw", "vxlan", "ipip" */
 
 struct route_peer_info {
 	const char *node;
@@ -109,6 +121,7 @@ struct route_self {
 	const struct route_conn *conn; /* directly connected subnets */
 	size_t nconn;
 	int vxlan_index; /* ifindex of twill.<VNI>, 0 = not there (yet) */
+	int ipip_index;	 /* ifindex of tunl0, 0 = not there (yet) */
 };
 struct route_peer_in {
 	const char *name;

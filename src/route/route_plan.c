@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "lib/consts.h"
 #include "lib/util.h"
 #include "route/route.h"
 
@@ -23,6 +24,10 @@ const char *route_mode_name(enum route_mode m)
 		return "vxlan";
 	case ROUTE_MIXED:
 		return "mixed";
+	case ROUTE_IPIP:
+		return "ipip";
+	case ROUTE_IPIP_CROSSSUBNET:
+		return "ipip-crosssubnet";
 	}
 	return "?";
 }
@@ -37,7 +42,26 @@ int route_mode_parse(const char *s)
 		return ROUTE_VXLAN;
 	if (!strcmp(s, "mixed"))
 		return ROUTE_MIXED;
+	if (!strcmp(s, "ipip"))
+		return ROUTE_IPIP;
+	if (!strcmp(s, "ipip-crosssubnet"))
+		return ROUTE_IPIP_CROSSSUBNET;
 	return -1;
+}
+
+unsigned route_mode_overhead(enum route_mode m)
+{
+	switch (m) {
+	case ROUTE_VXLAN:
+	case ROUTE_MIXED:
+		return TWILL_VXLAN_OVERHEAD;
+	case ROUTE_IPIP:
+	case ROUTE_IPIP_CROSSSUBNET:
+		return ROUTE_IPIP_OVERHEAD;
+	case ROUTE_HOST_GW:
+		break;
+	}
+	return 0;
 }
 
 const char *route_via_name(enum route_via v)
@@ -47,6 +71,8 @@ const char *route_via_name(enum route_via v)
 		return "host-gw";
 	case ROUTE_VIA_VXLAN:
 		return "vxlan";
+	case ROUTE_VIA_IPIP:
+		return "ipip";
 	case ROUTE_VIA_NONE:
 		break;
 	}
@@ -322,6 +348,12 @@ enum route_via route_plan_peer(const struct route_self *self, const struct route
 	case ROUTE_MIXED:
 		via = ifindex ? ROUTE_VIA_HOST_GW : ROUTE_VIA_VXLAN;
 		break;
+	case ROUTE_IPIP:
+		via = ROUTE_VIA_IPIP;
+		break;
+	case ROUTE_IPIP_CROSSSUBNET:
+		via = ifindex ? ROUTE_VIA_HOST_GW : ROUTE_VIA_IPIP;
+		break;
 	case ROUTE_VXLAN:
 	default:
 		via = ROUTE_VIA_VXLAN;
@@ -329,6 +361,10 @@ enum route_via route_plan_peer(const struct route_self *self, const struct route
 	}
 	if (via == ROUTE_VIA_VXLAN && self->vxlan_index <= 0) {
 		snprintf(why, whylen, "the VXLAN device is not ready");
+		return ROUTE_VIA_NONE;
+	}
+	if (via == ROUTE_VIA_IPIP && self->ipip_index <= 0) {
+		snprintf(why, whylen, "the IPIP device %s is not ready", ROUTE_IPIP_DEV);
 		return ROUTE_VIA_NONE;
 	}
 
@@ -348,6 +384,14 @@ enum route_via route_plan_peer(const struct route_self *self, const struct route
 		if (via == ROUTE_VIA_HOST_GW) {
 			e.gw = p->ip;
 			e.oif = ifindex;
+			rt_set_add(out, &e);
+			continue;
+		}
+		if (via == ROUTE_VIA_IPIP) {
+			/* Calico: the outer destination is the gateway, the node itself */
+			e.gw = p->ip;
+			e.oif = self->ipip_index;
+			e.onlink = true;
 			rt_set_add(out, &e);
 			continue;
 		}

@@ -537,7 +537,7 @@ def test_bad_usage(cl):
     p = sh(TWILL, "agent", "--node", "a", check=False)
     assert p.returncode == 2 and "--manifests" in p.stderr
     p = sh(TWILL, "agent", "--node", "a", "--manifests", cl.manifests, "--state-dir",
-           cl.state("a"), "--routing", "ipip", check=False)
+           cl.state("a"), "--routing", "bogus", check=False)
     assert p.returncode == 2 and "routing" in p.stderr
     p = sh(TWILL, "agent", "--node", "a", "--manifests", os.path.join(cl.tmp, "missing"),
            "--state-dir", cl.state("a"), check=False, ns=cl.ns("a"))

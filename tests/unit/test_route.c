@@ -48,7 +48,22 @@ static void test_modes(void **state)
 	assert_int_equal(route_mode_parse("host-gw"), ROUTE_HOST_GW);
 	assert_int_equal(route_mode_parse("vxlan"), ROUTE_VXLAN);
 	assert_int_equal(route_mode_parse("mixed"), ROUTE_MIXED);
-	assert_int_equal(route_mode_parse("ipip"), -1);
+	assert_int_equal(route_mode_parse("ipip"), ROUTE_IPIP);
+	assert_int_equal(route_mode_parse("ipip-crosssubnet"), ROUTE_IPIP_CROSSSUBNET);
+	assert_int_equal(route_mode_parse("IPIP"), -1);
+	assert_int_equal(route_mode_parse("ipip-"), -1);
+	assert_string_equal(route_mode_name(ROUTE_IPIP), "ipip");
+	assert_string_equal(route_mode_name(ROUTE_IPIP_CROSSSUBNET), "ipip-crosssubnet");
+	assert_string_equal(route_via_name(ROUTE_VIA_IPIP), "ipip");
+	/* what each mode's encapsulation takes from the underlay MTU */
+	assert_int_equal(route_mode_overhead(ROUTE_HOST_GW), 0);
+	assert_int_equal(route_mode_overhead(ROUTE_VXLAN), 50);
+	assert_int_equal(route_mode_overhead(ROUTE_MIXED), 50);
+	assert_int_equal(route_mode_overhead(ROUTE_IPIP), 20);
+	assert_int_equal(route_mode_overhead(ROUTE_IPIP_CROSSSUBNET), 20);
+	/* every mode's name parses back to it */
+	for (int m = ROUTE_HOST_GW; m <= ROUTE_IPIP_CROSSSUBNET; m++)
+		assert_int_equal(route_mode_parse(route_mode_name((enum route_mode)m)), m);
 	assert_int_equal(route_mode_parse(NULL), -1);
 	assert_string_equal(route_mode_name(ROUTE_HOST_GW), "host-gw");
 	assert_string_equal(route_mode_name(ROUTE_MIXED), "mixed");
@@ -240,18 +255,130 @@ static void test_plan_vxlan(void **state)
 	rt_set_free(&out);
 }
 
+/* The split modes: b (10.99.1.2) is on the connected subnet, c (10.99.2.1) is not; b is
+ * planned first (one direct route), then c, which must be reached via `far`. */
+static struct route_peer_in plan_near_far(const struct route_self *self, struct rt_set *out,
+					  enum route_via far)
+{
+	char why[256];
+	struct route_peer_in b = peer("b", "10.99.1.2", "10.98.1.0/24");
+	struct route_peer_in c = peer("c", "10.99.2.1", "10.98.2.0/24");
+	assert_int_equal(route_plan_peer(self, &b, out, why, sizeof(why)), ROUTE_VIA_HOST_GW);
+	assert_int_equal(out->n, 1);
+	assert_int_equal(route_plan_peer(self, &c, out, why, sizeof(why)), far);
+	return b;
+}
+
 static void test_plan_mixed(void **state)
 {
 	(void)state;
 	struct route_self self = self_of(ROUTE_MIXED);
 	struct rt_set out = {0};
-	char why[256];
-	struct route_peer_in b = peer("b", "10.99.1.2", "10.98.1.0/24");
-	struct route_peer_in c = peer("c", "10.99.2.1", "10.98.2.0/24");
-	assert_int_equal(route_plan_peer(&self, &b, &out, why, sizeof(why)), ROUTE_VIA_HOST_GW);
-	assert_int_equal(out.n, 1);
-	assert_int_equal(route_plan_peer(&self, &c, &out, why, sizeof(why)), ROUTE_VIA_VXLAN);
+	plan_near_far(&self, &out, ROUTE_VIA_VXLAN);
 	assert_int_equal(out.n, 4);
+	rt_set_free(&out);
+}
+
+/* Calico's IPIP: every remote podCIDR via the node's own address, onlink, through tunl0;
+ * no neighbour or FDB entries (the outer destination is the gateway itself). */
+static void test_plan_ipip(void **state)
+{
+	(void)state;
+	struct route_self self = self_of(ROUTE_IPIP);
+	self.ipip_index = 7;
+	struct rt_set out = {0};
+	char why[256];
+	/* same subnet: still through the tunnel in "ipip" (Calico's ipipMode Always) */
+	struct route_peer_in b = peer("b", "10.99.1.2", "10.98.1.0/24");
+	b.pod_cidrs[1] = P("10.97.1.7/24"); /* a second one, host bits set: normalised */
+	b.npod_cidrs = 2;
+	assert_int_equal(route_plan_peer(&self, &b, &out, why, sizeof(why)), ROUTE_VIA_IPIP);
+	assert_int_equal(out.n, 2);
+	for (size_t i = 0; i < out.n; i++) {
+		assert_int_equal(out.v[i].kind, RT_ROUTE);
+		assert_true(ip_is(&out.v[i].gw, "10.99.1.2"));
+		assert_int_equal(out.v[i].oif, 7);
+		assert_true(out.v[i].onlink);
+		assert_int_equal(out.v[i].priority, 0);
+	}
+	assert_true(prefix_is(&out.v[0].dst, "10.98.1.0/24"));
+	assert_true(prefix_is(&out.v[1].dst, "10.97.1.0/24"));
+	assert_null(find(&out, RT_NEIGH));
+	assert_null(find(&out, RT_FDB));
+
+	/* another subnet: the same, the tunnel needs no L2 adjacency */
+	rt_set_clear(&out);
+	struct route_peer_in c = peer("c", "172.16.5.9", "10.98.2.0/24");
+	assert_int_equal(route_plan_peer(&self, &c, &out, why, sizeof(why)), ROUTE_VIA_IPIP);
+	assert_int_equal(out.n, 1);
+	assert_true(ip_is(&out.v[0].gw, "172.16.5.9"));
+	assert_true(prefix_is(&out.v[0].dst, "10.98.2.0/24"));
+
+	/* tunl0 not there (yet): unroutable, nothing planned, and it says why */
+	rt_set_clear(&out);
+	self.ipip_index = 0;
+	assert_int_equal(route_plan_peer(&self, &c, &out, why, sizeof(why)), ROUTE_VIA_NONE);
+	assert_int_equal(out.n, 0);
+	assert_non_null(strstr(why, "tunl0"));
+	/* the VXLAN device does not stand in for it */
+	self.vxlan_index = 9;
+	assert_int_equal(route_plan_peer(&self, &c, &out, why, sizeof(why)), ROUTE_VIA_NONE);
+
+	/* the usual checks still come first */
+	self.ipip_index = 7;
+	struct route_peer_in nocidr = peer("d", "10.99.1.3", NULL);
+	assert_int_equal(route_plan_peer(&self, &nocidr, &out, why, sizeof(why)), ROUTE_VIA_NONE);
+	assert_non_null(strstr(why, "podCIDR"));
+	struct route_peer_in me = peer("e", "10.99.1.1", "10.98.3.0/24");
+	assert_int_equal(route_plan_peer(&self, &me, &out, why, sizeof(why)), ROUTE_VIA_NONE);
+	assert_int_equal(out.n, 0);
+	rt_set_free(&out);
+}
+
+/* CrossSubnet: direct where the node is on a connected subnet, the tunnel elsewhere. */
+static void test_plan_ipip_crosssubnet(void **state)
+{
+	(void)state;
+	struct route_self self = self_of(ROUTE_IPIP_CROSSSUBNET);
+	self.ipip_index = 7;
+	self.vxlan_index = 0;
+	struct rt_set out = {0};
+	struct route_peer_in b = plan_near_far(&self, &out, ROUTE_VIA_IPIP);
+	assert_true(ip_is(&out.v[0].gw, "10.99.1.2"));
+	assert_int_equal(out.v[0].oif, 2);
+	assert_false(out.v[0].onlink);
+	assert_int_equal(out.n, 2);
+	assert_true(prefix_is(&out.v[1].dst, "10.98.2.0/24"));
+	assert_true(ip_is(&out.v[1].gw, "10.99.2.1"));
+	assert_int_equal(out.v[1].oif, 7);
+	assert_true(out.v[1].onlink);
+	/* without tunl0 only the direct peer is routable */
+	char why[256];
+	struct route_peer_in c = peer("c", "10.99.2.1", "10.98.2.0/24");
+	rt_set_clear(&out);
+	self.ipip_index = 0;
+	assert_int_equal(route_plan_peer(&self, &b, &out, why, sizeof(why)), ROUTE_VIA_HOST_GW);
+	assert_int_equal(route_plan_peer(&self, &c, &out, why, sizeof(why)), ROUTE_VIA_NONE);
+	assert_int_equal(out.n, 1);
+
+	/* a peer moving from the tunnel to direct is one replacement of its route */
+	struct rt_set have = {0}, add = {0}, rep = {0}, del = {0};
+	struct rt_entry tunneled = {.kind = RT_ROUTE,
+				    .dst = P("10.98.1.0/24"),
+				    .gw = A("10.99.1.2"),
+				    .oif = 7,
+				    .onlink = true};
+	rt_set_add(&have, &tunneled);
+	rt_diff(&out, &have, &add, &rep, &del);
+	assert_int_equal(add.n, 0);
+	assert_int_equal(del.n, 0);
+	assert_int_equal(rep.n, 1);
+	assert_int_equal(rep.v[0].oif, 2);
+	assert_false(rep.v[0].onlink);
+	rt_set_free(&have);
+	rt_set_free(&add);
+	rt_set_free(&rep);
+	rt_set_free(&del);
 	rt_set_free(&out);
 }
 
@@ -393,6 +520,7 @@ int main(void)
 	    cmocka_unit_test(test_modes),      cmocka_unit_test(test_mac),
 	    cmocka_unit_test(test_connected),  cmocka_unit_test(test_plan_host_gw),
 	    cmocka_unit_test(test_plan_vxlan), cmocka_unit_test(test_plan_mixed),
+	    cmocka_unit_test(test_plan_ipip),  cmocka_unit_test(test_plan_ipip_crosssubnet),
 	    cmocka_unit_test(test_diff),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
