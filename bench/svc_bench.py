@@ -4,7 +4,7 @@
 Command (root; after `make`):
     /usr/bin/python3 bench/svc_bench.py [--sizes 10,1000,10000] [--endpoints 10]
         [--twill build/twill] [--timeout 300] [--latency-sizes 10,10000] [--connects 500]
-        [--dataplanes nft,ipt] [--json out.json]
+        [--dataplanes nft,ipt] [--ipt-max-services N] [--json out.json]
 
 For every size N (Services) the benchmark writes N Services x E endpoints into a temporary
 manifest directory: services.yaml (one multi-document YAML file, every Service with an
@@ -24,9 +24,15 @@ namespace "tsvb<pid>-node" (created for it, deleted after it):
                plan + render the iptables-restore text, no kernel; the same parser and
                planner as both writers, so it shows how much of a run is not the kernel.
   one change   one endpoint of change.yaml replaced by a new address (one removed, one
-               added), then the same command again: a new process that re-reads every
-               manifest and reconciles against what the kernel already holds (nft: only the
-               difference is sent, see elemsAdded/elemsDeleted/chainsWritten in its stats).
+               added).  nft: the process of the full sync keeps running (`proxy-debug
+               --wait-change`) and, like the agent, is woken by inotify, re-reads that one
+               file and syncs; the time runs from the file's rename to its report of the
+               programmed kernel (its stats split it into loadMs, the re-read, and syncMs,
+               plan + diff + transaction).  iptables: the same command again, a new process
+               (iptables-restore rewrites the ruleset anyway).
+  restart      nft: the command once more, a new process that re-reads every manifest,
+               dumps the table and finds nothing to change (the reconcile of an agent
+               restart; nothing is flushed).
   peak RSS     ru_maxrss from wait4() of that process; for iptables it includes its children
                (iptables-save and iptables-restore: Linux folds waited-for children in).
   counts       nft: rules, chains and map/set elements in `nft -j list table ip twill`;
@@ -211,6 +217,54 @@ def run_timed(cmd, timeout, ns=NODE):
     return r
 
 
+def run_nft_watch(cmd, timeout, change, ns=NODE):
+    """nft: one process that syncs, then waits for the manifest directory to change
+    (`proxy-debug --wait-change`, inotify, as the agent does) and syncs again.  change() is
+    called once the first sync is done.  Returns (full, change) dicts like run_timed; the
+    change's wall_ms runs from the file's rename to twill's report of the programmed kernel."""
+    nspath = "/run/netns/" + ns
+    err = tempfile.TemporaryFile()
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd + ["--wait-change", str(int(timeout))], stdout=subprocess.PIPE,
+                         stderr=err, preexec_fn=lambda: setns(nspath), start_new_session=True)
+    killed = []
+
+    def kill():
+        killed.append(True)
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    RUNNING.append(p.pid)
+    full, chg = {"rc": 0, "timeout": False}, {"rc": 0, "timeout": False}
+    try:
+        line = p.stdout.readline().decode()
+        full["wall_ms"] = (time.perf_counter() - t0) * 1e3
+        full["stdout"] = line
+        if json.loads(line or "{}").get("ok"):
+            t1 = time.perf_counter()
+            change()
+            line = p.stdout.readline().decode()
+            chg["wall_ms"] = (time.perf_counter() - t1) * 1e3
+            chg["stdout"] = line
+        _, status, ru = os.wait4(p.pid, 0)
+    finally:
+        RUNNING.remove(p.pid)
+        timer.cancel()
+    rc = os.waitstatus_to_exitcode(status)
+    err.seek(0)
+    for d in (full, chg):
+        d.update(rc=rc, timeout=bool(killed), maxrss_kb=ru.ru_maxrss,
+                 stderr=err.read().decode(errors="replace")[-2000:])
+        d.setdefault("stdout", "")
+        d.setdefault("wall_ms", None)
+    err.close()
+    return full, chg
+
+
 def last_json(text):
     for line in reversed(text.strip().splitlines()):
         if line.startswith("{"):
@@ -332,7 +386,7 @@ def cmds(tw, dp, mdir):
 
 
 def slim(r):
-    d = {k: r[k] for k in ("wall_ms", "maxrss_kb", "rc", "timeout")}
+    d = {k: r.get(k) for k in ("wall_ms", "maxrss_kb", "rc", "timeout")}
     d["stats"] = last_json(r["stdout"])
     if r["rc"] and not r["timeout"]:
         d["stderr"] = r["stderr"].strip()[-300:]
@@ -344,20 +398,29 @@ def bench_one(tw, dp, n, e, mdir, chg, lat, args):
     make_node(with_pods)
     res = {"dataplane": dp, "services": n, "endpoints_per_service": e}
     try:
-        r = run_timed(cmds(tw, dp, str(mdir)), args.timeout)
-        res["full"] = slim(r)
-        if r["rc"] or r["timeout"]:
-            return res
+        if dp == "nft":
+            # full sync, then one endpoint change applied by the same process (as the agent)
+            f, c = run_nft_watch(cmds(tw, dp, str(mdir)), args.timeout,
+                                 lambda: change_one(mdir, chg, lat, e))
+            res["full"], res["change"] = slim(f), slim(c)
+            if f["rc"] or f["timeout"]:
+                return res
+            # a restarted writer: re-reads everything, dumps the table, changes nothing
+            res["restart"] = slim(run_timed(cmds(tw, dp, str(mdir)), args.timeout))
+        else:
+            r = run_timed(cmds(tw, dp, str(mdir)), args.timeout)
+            res["full"] = slim(r)
+            if r["rc"] or r["timeout"]:
+                return res
         res["counts"] = nft_counts() if dp == "nft" else ipt_counts(cluster_ip(lat))
         if with_pods:
             res["latency"] = measure_latency(cluster_ip(lat), args.connects)
-        change_one(mdir, chg, lat, e)
-        try:
+        if dp != "nft":
+            change_one(mdir, chg, lat, e)
             res["change"] = slim(run_timed(cmds(tw, dp, str(mdir)), args.timeout))
-        finally:
-            write(mdir / "change.yaml", slice_doc(chg, [BE_IP] if chg == lat else ep_ips(chg, e)))
         return res
     finally:
+        write(mdir / "change.yaml", slice_doc(chg, [BE_IP] if chg == lat else ep_ips(chg, e)))
         cleanup_netns()
 
 
@@ -373,13 +436,18 @@ def summarize(all_res, front):
         c = r.get("change", {})
         fw = "TIMEOUT" if f.get("timeout") else ("FAIL" if f.get("rc") else fmt_ms(f.get("wall_ms")))
         cw = "TIMEOUT" if c.get("timeout") else ("FAIL" if c.get("rc") else fmt_ms(c.get("wall_ms")))
-        rss = max(f.get("maxrss_kb", 0), c.get("maxrss_kb", 0)) / 1024
+        rss = max(f.get("maxrss_kb") or 0, c.get("maxrss_kb") or 0) / 1024
         cnt = r.get("counts", {})
         if r["dataplane"] == "nft":
             st = (c.get("stats") or {})
-            objs = "%s rules, %s chains, %s elems; change: +%s/-%s elems, %s chains, %s msgs" % (
-                cnt.get("rules"), cnt.get("chains"), cnt.get("elements"), st.get("elemsAdded"),
-                st.get("elemsDeleted"), st.get("chainsWritten"), st.get("messages"))
+            fs = (f.get("stats") or {})
+            rs = r.get("restart", {})
+            objs = ("%s rules, %s chains, %s elems; full: load %s + sync %s ms; change: sync "
+                    "%s ms, +%s/-%s backends, %s msgs; restart %s ms" % (
+                        cnt.get("rules"), cnt.get("chains"), cnt.get("elements"),
+                        fs.get("loadMs"), fs.get("syncMs"), st.get("syncMs"),
+                        st.get("backendsAdded"), st.get("backendsDeleted"), st.get("messages"),
+                        fmt_ms(rs.get("wall_ms"))))
         else:
             objs = "%s save lines, %s rules, %s chains" % (cnt.get("lines"), cnt.get("rules"),
                                                              cnt.get("chains"))
@@ -403,6 +471,8 @@ def main():
     ap.add_argument("--latency-sizes", default="10,10000")
     ap.add_argument("--connects", type=int, default=500)
     ap.add_argument("--dataplanes", default="nft,ipt")
+    ap.add_argument("--ipt-max-services", type=int, default=0,
+                    help="skip the iptables dataplane above this many Services (0: never)")
     ap.add_argument("--json")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",") if x]
@@ -453,6 +523,10 @@ def main():
             finally:
                 cleanup_netns()
             for dp in dps:
+                if dp == "ipt" and args.ipt_max_services and n > args.ipt_max_services:
+                    print("ipt: skipped at %d Services (--ipt-max-services %d)" %
+                          (n, args.ipt_max_services), flush=True)
+                    continue
                 res = bench_one(tw, dp, n, args.endpoints, mdir, chg, lat, args)
                 res["manifest_mb"] = mb
                 all_res.append(res)

@@ -1831,8 +1831,9 @@ static int sync_alloc(struct controller *c, const char *key, const char *ns, con
 				     proto_name(sp->proto), sp->port, c->np_min, c->np_max);
 		}
 
-		/* healthCheckNodePort: externalTrafficPolicy Local */
-		if (has_node_ports(s) && s->etp_local) {
+		/* healthCheckNodePort: type LoadBalancer with externalTrafficPolicy Local only,
+		 * as the API server allocates it (not NodePort) */
+		if (s->type == SVC_LOAD_BALANCER && s->etp_local) {
 			if (s->health_check_node_port) {
 				if (a && a->hc == s->health_check_node_port) {
 					n->hc = a->hc;

@@ -214,6 +214,20 @@ int ipt_ports_add(struct ipt_ports *out, const struct object *svc, const struct 
 	if (!e || !e->n)
 		return 0;
 	const struct service_obj *s = &svc->svc;
+	/* iptables can do random (weighted too) and round robin (statistic nth, without
+	 * weights); not source or destination hashing */
+	struct svc_lb lb;
+	svc_lb_config(svc, &lb, NULL, 0);
+	if (lb.sched == SVC_SCHED_SH || lb.sched == SVC_SCHED_DH ||
+	    (lb.sched == SVC_SCHED_RR && lb.nweights)) {
+		log_warn(SUB,
+			 "Service %s/%s: scheduler %s%s is not supported by the iptables "
+			 "dataplane; using random%s",
+			 svc->meta.ns ? svc->meta.ns : "", svc->meta.name, svc_sched_name(lb.sched),
+			 lb.nweights ? " with weights" : "", lb.nweights ? " with the weights" : "");
+		lb.sched = SVC_SCHED_RANDOM;
+	}
+	free(lb.weights);
 	const char *ns = svc->meta.ns ? svc->meta.ns : "";
 	for (size_t pi = 0; pi < s->nports; pi++) {
 		const struct svc_port *sp = &s->ports[pi];
@@ -286,6 +300,7 @@ int ipt_ports_add(struct ipt_ports *out, const struct object *svc, const struct 
 		    s->affinity_client_ip ? (s->affinity_timeout ? s->affinity_timeout : 10800) : 0;
 		if (p.etp_local && external)
 			p.health_check_node_port = s->health_check_node_port;
+		p.sched = lb.sched;
 		if (out->n == out->cap) {
 			out->cap = out->cap ? 2 * out->cap : 16;
 			out->v = xrealloc(out->v, out->cap * sizeof(*out->v));
@@ -474,6 +489,7 @@ static bool is_service_chain(const char *c)
 /* ---- rendering ---- */
 
 struct ep_view {
+	unsigned weight;
 	char str[IP_STRLEN + 8]; /* "ip:port" / "[ip]:port" (Go's net.JoinHostPort) */
 	char ip[IP_STRLEN];
 	char chain[32];
@@ -496,6 +512,7 @@ static struct ep_view *ep_views(const struct ipt_svc_port *p, const struct svc_b
 		else
 			snprintf(v[i].str, sizeof(v[i].str), "%s:%u", v[i].ip, eps[i].port);
 		ipt_chain_name(v[i].chain, "KUBE-SEP-", p->name, p->proto, v[i].str);
+		v[i].weight = eps[i].weight ? eps[i].weight : 1;
 	}
 	qsort(v, n, sizeof(*v), ep_view_cmp);
 	return v;
@@ -530,13 +547,22 @@ static void write_svc_to_endpoints(struct render *r, const struct ipt_svc_port *
 				  eps[i].chain, p->affinity_timeout, eps[i].chain);
 			sb_eol(b);
 		}
+	/* random: rule i takes w_i / (w_i + ... + w_n-1) of what reaches it (kube-proxy's
+	 * 1/(n-i) when all weights are 1); rr: every (n-i)th packet reaching rule i, so the
+	 * endpoints take turns exactly */
+	unsigned left = 0;
+	for (size_t i = 0; i < n; i++)
+		left += eps[i].weight;
 	for (size_t i = 0; i < n; i++) {
 		sb_printf(b, "-A %s", chain);
 		if (!r->large)
 			sb_printf(b, " -m comment --comment \"%s -> %s\"", p->name, eps[i].str);
-		if (i + 1 < n)
+		if (i + 1 < n && p->sched == SVC_SCHED_RR)
+			sb_printf(b, " -m statistic --mode nth --every %zu --packet 0", n - i);
+		else if (i + 1 < n)
 			sb_printf(b, " -m statistic --mode random --probability %0.10f",
-				  1.0 / (double)(n - i));
+				  (double)eps[i].weight / (double)left);
+		left -= eps[i].weight;
 		sb_printf(b, " -j %s", eps[i].chain);
 		sb_eol(b);
 	}

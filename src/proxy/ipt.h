@@ -54,6 +54,7 @@ struct ipt_svc_port {
 	struct ipaddr *external_ips, *lb_ips;
 	bool itp_local, etp_local;
 	uint32_t affinity_timeout; /* ClientIP affinity seconds, 0 = none */
+	enum svc_sched sched;	   /* random or rr (others fall back to random) */
 	bool has_endpoints;	   /* usable endpoints anywhere (else REJECT) */
 	size_t ncluster, nlocal;
 	struct svc_backend *cluster_eps; /* Cluster policy (own copies; node not set) */

@@ -1,40 +1,61 @@
 /* nft: the nftables dataplane writer for Services (libnftnl + libmnl, no `nft` binary).
  *
  * It programs what the Service planner (svc_plan.h) wants into one table that twill owns,
- * `ip twill` (IPv4), laid out like kube-proxy's nftables mode:
+ * `ip twill` (IPv4).  Per Service entry (VIP, protocol, port) it writes map elements, not
+ * chains: the number of chains does not grow with Services or endpoints.
  *
  *   map services              ipv4_addr . inet_proto . inet_service : verdict
- *                             entry with backends -> goto svc-<group>  (or ext-<group> when
- *                             the entry masquerades: external traffic with Cluster policy)
+ *                             entry with backends -> goto pick-<sched>-<N> (ext-pick-<sched>-<N>
+ *                             when the entry masquerades: external traffic, Cluster policy)
  *   map no-endpoint-services  same key -> goto reject-chain (no endpoints) | drop (Local policy,
  *                             none on this node)
+ *   map backends              slot . ipv4_addr . inet_proto . inet_service
+ *                             : ipv4_addr . inet_service       (entry's slot i -> backend)
+ *   set hairpin               ipv4_addr . ipv4_addr            (backend . itself)
  *   chain services            ip daddr . meta l4proto . th dport vmap @services
  *   chain nat-prerouting / nat-output (nat, dstnat)   jump services
  *   chain filter-input / -forward / -output (filter, dstnat-10)
  *                             ip daddr . meta l4proto . th dport vmap @no-endpoint-services
- *   chain nat-postrouting (nat, srcnat)   mark & MASQ != 0 -> masquerade
- *   chain svc-<group>         numgen random mod N vmap { 0 : goto ep-<group>/<ip>:<port>, ... }
+ *   chain nat-postrouting (nat, srcnat)   mark & MASQ != 0 -> masquerade;
+ *                             ct status dnat ip saddr . ip daddr @hairpin -> masquerade
+ *                             (a backend that reached itself through its Service)
+ *   chain pick-<sched>-<N>    dnat to <slot> . ip daddr . meta l4proto . th dport
+ *                             map @backends, <slot> = numgen random|inc mod N (random, rr)
+ *                             or jhash(ip saddr|daddr) mod N (sh, dh); one per scheduler and
+ *                             N in use, shared by every entry with N slots (N = the sum of
+ *                             the backends' weights, 1 each unless weighted)
+ *   chain ext-pick-<sched>-<N>  jump mark-for-masquerade; goto pick-<sched>-<N>
+ *   with sessionAffinity ClientIP (timeout T), per group (the planner's
+ *   "ns/name/proto/port[/local]"):
+ *   map aff-<group>           ipv4_addr : slot, flags dynamic,timeout
+ *   chain svc-<group>         per slot i: ip saddr map @aff-<group> == i: refresh the entry
+ *                             (update ... timeout T), dnat to backend i; then the pick, which
+ *                             records the client (update @aff-<group> { ip saddr : slot });
  *   chain ext-<group>         jump mark-for-masquerade; goto svc-<group>
- *   chain ep-<group>/<ip>:<port>   ip saddr <ip> jump mark-for-masquerade (hairpin);
- *                             meta l4proto <p> dnat to <ip>:<port>
- *   with sessionAffinity ClientIP (timeout T), per endpoint chain a set
- *   set aff-<group>/<ip>:<port>  ipv4_addr, flags dynamic,timeout
- *                             ep-...: update @aff-... { ip saddr timeout T } before the dnat;
- *                             svc-<group>: ip saddr @aff-... goto ep-... for each endpoint,
- *                             before the numgen rule (kube-proxy's nftables affinity)
- * (<group> is the planner's "ns/name/proto/port[/local]".)
+ *   (a rule per slot because nft 1.0.6 cannot list a concatenation holding a map lookup's
+ *   result; a group whose slots move, e.g. a backend removed, has its map emptied in the
+ *   same transaction: its clients pick again, never a removed backend)
  *
- * When a UDP endpoint chain is deleted, after the transaction commits, the conntrack entries
- * sent to that group's addresses and translated to the removed backend are deleted
+ * Why this shape (measured with perf on kernel 6.18, see docs/performance.md section 4): the
+ * kernel binds an anonymous set to its rule by walking the whole transaction, checks every
+ * new rule bound to a map against all its elements and every new map element against all
+ * rules bound to the map.  A chain per endpoint with an anonymous numgen vmap per Service
+ * (kube-proxy's nftables layout) is therefore quadratic in one full sync (10,000 Services
+ * did not finish in 120 s); a few shared pick chains bound to one backends map are linear.
+ * Slots are assigned stably: an endpoint replaced by another rewrites one element per entry;
+ * one removed moves at most one other (the last slot into the hole).
+ *
+ * When a UDP backend leaves an entry, after the transaction commits, the conntrack entries
+ * sent to that entry's address and port and translated to the backend are deleted
  * (conntrack.h), so UDP clients move to the remaining backends at their next datagram.
  *
  * Every sync is ONE netlink transaction (NFNL_MSG_BATCH_BEGIN .. END) holding only what
- * changed: map elements of changed entries, chains whose content changed (flushed and refilled
- * inside the transaction, so no packet sees them empty), chains no longer wanted.  Each
- * service chain carries a content hash in its comment (chain userdata), so a restarted writer
- * dumps the table's chains and map elements once, diffs, and changes only what differs: the
- * table is never flushed, conntrack is untouched, established connections survive.
- * Nothing outside the table is touched. */
+ * changed: map and set elements of changed entries, chains whose content changed (flushed
+ * and refilled inside the transaction, so no packet sees them empty), chains no longer
+ * wanted.  Each dynamic chain's rules carry a content hash in their comment (userdata), so a
+ * restarted writer dumps the table's chains, rules, sets and elements once, diffs, and
+ * changes only what differs: the table is never flushed, conntrack is untouched, established
+ * connections survive.  Nothing outside the table is touched. */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
@@ -55,6 +76,8 @@ struct nft_sync_stats {
 	unsigned messages;    /* netlink messages in the transaction (without begin/end) */
 	unsigned elems_added; /* map elements */
 	unsigned elems_deleted;
+	unsigned backends_added; /* elements of the backends map */
+	unsigned backends_deleted;
 	unsigned chains_written; /* chains created or refilled */
 	unsigned chains_deleted;
 	unsigned services;	    /* Services whose entries changed */

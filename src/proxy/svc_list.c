@@ -57,14 +57,17 @@ static int entry_json(const char *key, const struct svc_entries *es, void *arg)
 		json_object_object_add(j, "masquerade", json_object_new_boolean(e->masquerade));
 		json_object_object_add(j, "affinityTimeout",
 				       json_object_new_int64(e->affinity_timeout));
-		/* kube-proxy's nftables and iptables modes pick a backend at random */
-		json_object_object_add(j, "scheduler", json_object_new_string("random"));
+		/* random unless the Service's annotation asks for another (svc_plan.h) */
+		json_object_object_add(j, "scheduler",
+				       json_object_new_string(svc_sched_name(e->sched)));
 		json_object *bs = json_object_new_array();
 		for (size_t k = 0; k < e->nbackends; k++) {
 			const struct svc_backend *be = &e->backends[k];
 			json_object *o = json_object_new_object();
 			json_object_object_add(o, "ip", json_object_new_string(ip_fmt(&be->ip, b)));
 			json_object_object_add(o, "port", json_object_new_int(be->port));
+			json_object_object_add(o, "weight",
+					       json_object_new_int(be->weight ? be->weight : 1));
 			json_object_object_add(o, "ready", json_object_new_boolean(be->ready));
 			json_object_object_add(o, "terminating",
 					       json_object_new_boolean(be->terminating));
@@ -458,8 +461,9 @@ static void print_table(json_object *root)
 			else
 				snprintf(rs, sizeof(rs), "%s:%" PRId64, jstr(b, "ip", "?"),
 					 jint(b, "port"));
-			printf("  -> %-28s %-7s %-6d %-10" PRId64 " %" PRId64 "\n", rs, "Masq", 1,
-			       jint(b, "activeConn"), jint(b, "inactiveConn"));
+			int64_t wt = jint(b, "weight");
+			printf("  -> %-28s %-7s %-6" PRId64 " %-10" PRId64 " %" PRId64 "\n", rs, "Masq",
+			       wt ? wt : 1, jint(b, "activeConn"), jint(b, "inactiveConn"));
 		}
 	}
 	if (json_object_object_get_ex(root, "errors", &errs) &&

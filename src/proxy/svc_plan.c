@@ -68,14 +68,15 @@ static bool backend_equal(const struct svc_backend *a, const struct svc_backend 
 {
 	return ip_eq(&a->ip, &b->ip) && a->port == b->port && a->ready == b->ready &&
 	       a->serving == b->serving && a->terminating == b->terminating &&
-	       a->local == b->local && str_eq0(a->node, b->node);
+	       a->local == b->local && a->weight == b->weight && str_eq0(a->node, b->node);
 }
 
 static bool entry_equal(const struct svc_entry *a, const struct svc_entry *b)
 {
 	if (svc_entry_key_cmp(a, b) || a->scope != b->scope || !str_eq0(a->group, b->group) ||
 	    a->masquerade != b->masquerade || a->verdict != b->verdict ||
-	    a->affinity_timeout != b->affinity_timeout || a->nbackends != b->nbackends)
+	    a->affinity_timeout != b->affinity_timeout || a->sched != b->sched ||
+	    a->nbackends != b->nbackends)
 		return false;
 	for (size_t i = 0; i < a->nbackends; i++)
 		if (!backend_equal(&a->backends[i], &b->backends[i]))
@@ -120,6 +121,12 @@ const char *svc_entry_fmt(const struct svc_entry *e, char *buf, size_t size)
 	if (n < 0 || (size_t)n >= size)
 		return buf;
 	off = (size_t)n;
+	if (e->sched != SVC_SCHED_RANDOM) {
+		n = snprintf(buf + off, size - off, " sched=%s", svc_sched_name(e->sched));
+		if (n < 0 || (size_t)n >= size - off)
+			return buf;
+		off += (size_t)n;
+	}
 	if (e->affinity_timeout) {
 		n = snprintf(buf + off, size - off, " affinity=%u", e->affinity_timeout);
 		if (n < 0 || (size_t)n >= size - off)
@@ -232,7 +239,8 @@ static void select_backends(const struct cand *c, bool local_only, struct cand *
 
 static void add_entry(struct svc_entries *out, const struct ipaddr *vip, enum proto proto,
 		      uint16_t port, enum svc_scope scope, const char *group, bool local, bool masq,
-		      const struct cand *any, const struct cand *sel, uint32_t aff)
+		      const struct cand *any, const struct cand *sel, uint32_t aff,
+		      const struct svc_lb *lb)
 {
 	if (out->n == out->cap) {
 		out->cap = out->cap ? 2 * out->cap : 8;
@@ -247,6 +255,7 @@ static void add_entry(struct svc_entries *out, const struct ipaddr *vip, enum pr
 	e->group = local ? xasprintf("%s/local", group) : xstrdup(group);
 	e->masquerade = masq;
 	e->affinity_timeout = aff;
+	e->sched = lb->sched;
 	if (sel->n) {
 		e->verdict = SVC_FORWARD;
 		e->nbackends = sel->n;
@@ -254,6 +263,10 @@ static void add_entry(struct svc_entries *out, const struct ipaddr *vip, enum pr
 		for (size_t i = 0; i < sel->n; i++) {
 			e->backends[i] = sel->v[i];
 			e->backends[i].node = xstrdup(sel->v[i].node);
+			e->backends[i].weight = 1;
+			for (size_t k = 0; k < lb->nweights; k++)
+				if (ip_eq(&lb->weights[k].ip, &sel->v[i].ip))
+					e->backends[i].weight = lb->weights[k].weight;
 		}
 	} else {
 		/* kube-proxy: no usable endpoint anywhere rejects; usable endpoints elsewhere
@@ -261,6 +274,77 @@ static void add_entry(struct svc_entries *out, const struct ipaddr *vip, enum pr
 		 * that are neither ready nor serving-and-terminating count as none. */
 		e->verdict = (local && any->n) ? SVC_DROP : SVC_REJECT;
 	}
+}
+
+const char *svc_sched_name(enum svc_sched s)
+{
+	static const char *const names[] = {"random", "rr", "sh", "dh"};
+	return (unsigned)s < ARRAY_SIZE(names) ? names[s] : "?";
+}
+
+/* "10.0.0.5=3, 10.0.0.6=1" */
+static int parse_weights(const char *v, struct svc_lb *lb, char *err, size_t errsize)
+{
+	char *copy = xstrdup(v), *save = NULL;
+	int r = 0;
+	for (char *tok = strtok_r(copy, ",", &save); tok && !r; tok = strtok_r(NULL, ",", &save)) {
+		while (*tok == ' ')
+			tok++;
+		char *eq = strchr(tok, '=');
+		char *end = NULL;
+		struct ipaddr ip;
+		long wt = eq ? strtol(eq + 1, &end, 10) : 0;
+		if (eq)
+			*eq = '\0';
+		if (!eq || ip_parse(tok, &ip) < 0 || end == eq + 1 || (*end && *end != ' ') ||
+		    wt < 1 || wt > SVC_WEIGHT_MAX) {
+			if (err)
+				snprintf(err, errsize,
+					 "annotation %s: '%s%s%s' is not ADDRESS=WEIGHT with a weight "
+					 "of 1 to %d",
+					 SVC_ANN_WEIGHTS, tok, eq ? "=" : "", eq ? eq + 1 : "",
+					 SVC_WEIGHT_MAX);
+			r = -EINVAL;
+			break;
+		}
+		lb->weights = xrealloc(lb->weights, (lb->nweights + 1) * sizeof(*lb->weights));
+		lb->weights[lb->nweights++] = (struct svc_weight){ip, (uint16_t)wt};
+	}
+	free(copy);
+	return r;
+}
+
+int svc_lb_config(const struct object *svc, struct svc_lb *lb, char *err, size_t errsize)
+{
+	memset(lb, 0, sizeof(*lb));
+	const char *sched = labels_get(&svc->meta.annotations, SVC_ANN_SCHEDULER);
+	const char *weights = labels_get(&svc->meta.annotations, SVC_ANN_WEIGHTS);
+	int r = 0;
+	if (sched) {
+		static const struct {
+			const char *name;
+			enum svc_sched s;
+		} known[] = {{"random", SVC_SCHED_RANDOM}, {"rr", SVC_SCHED_RR},
+			     {"wrr", SVC_SCHED_RR},	   {"sh", SVC_SCHED_SH},
+			     {"dh", SVC_SCHED_DH}};
+		r = -EINVAL;
+		for (size_t i = 0; i < ARRAY_SIZE(known) && r; i++)
+			if (!strcmp(sched, known[i].name)) {
+				lb->sched = known[i].s;
+				r = 0;
+			}
+		if (r && err)
+			snprintf(err, errsize,
+				 "annotation %s: unknown scheduler '%s' (random, rr, wrr, sh, dh)",
+				 SVC_ANN_SCHEDULER, sched);
+	}
+	if (!r && weights)
+		r = parse_weights(weights, lb, err, errsize);
+	if (r) { /* all or nothing */
+		free(lb->weights);
+		memset(lb, 0, sizeof(*lb));
+	}
+	return r;
 }
 
 static int entry_cmp_q(const void *a, const void *b)
@@ -279,6 +363,8 @@ int svc_plan_service(const struct object *svc, const struct object *const *slice
 		return 0;
 	uint32_t aff =
 	    s->affinity_client_ip ? (s->affinity_timeout ? s->affinity_timeout : 10800) : 0;
+	struct svc_lb lb;
+	svc_lb_config(svc, &lb, NULL, 0); /* invalid annotations: the defaults (see replan) */
 	struct cand all = {0}, cl = {0}, lo = {0};
 	for (size_t p = 0; p < s->nports; p++) {
 		const struct svc_port *sp = &s->ports[p];
@@ -296,7 +382,7 @@ int svc_plan_service(const struct object *svc, const struct object *const *slice
 				if (s->cluster_ips[i].family == fam)
 					add_entry(out, &s->cluster_ips[i], sp->proto, sp->port,
 						  SVC_SCOPE_CLUSTER_IP, group, s->itp_local, false,
-						  &cl, s->itp_local ? &lo : &cl, aff);
+						  &cl, s->itp_local ? &lo : &cl, aff, &lb);
 			if ((s->type == SVC_NODE_PORT || s->type == SVC_LOAD_BALANCER) &&
 			    sp->node_port && in)
 				for (size_t i = 0; i < in->nnode_addrs; i++)
@@ -304,24 +390,25 @@ int svc_plan_service(const struct object *svc, const struct object *const *slice
 						add_entry(out, &in->node_addrs[i], sp->proto,
 							  sp->node_port, SVC_SCOPE_NODE_PORT, group,
 							  s->etp_local, !s->etp_local, &cl, ext,
-							  aff);
+							  aff, &lb);
 			for (size_t i = 0; i < s->nexternal_ips; i++)
 				if (s->external_ips[i].family == fam)
 					add_entry(out, &s->external_ips[i], sp->proto, sp->port,
 						  SVC_SCOPE_EXTERNAL_IP, group, s->etp_local,
-						  !s->etp_local, &cl, ext, aff);
+						  !s->etp_local, &cl, ext, aff, &lb);
 			if (s->type == SVC_LOAD_BALANCER)
 				for (size_t i = 0; i < s->nlb_ips; i++)
 					if (s->lb_ips[i].family == fam)
 						add_entry(out, &s->lb_ips[i], sp->proto, sp->port,
 							  SVC_SCOPE_LB, group, s->etp_local,
-							  !s->etp_local, &cl, ext, aff);
+							  !s->etp_local, &cl, ext, aff, &lb);
 		}
 		free(group);
 	}
 	free(all.v);
 	free(cl.v);
 	free(lo.v);
+	free(lb.weights);
 	if (out->n > 1) {
 		qsort(out->v, out->n, sizeof(*out->v), entry_cmp_q);
 		/* the same key twice within one Service (an externalIP equal to a LB IP, ...):
@@ -544,6 +631,12 @@ static bool replan(struct svc_planner *sp, const char *key, struct smap *freed)
 
 	/* claim keys; refuse those another Service holds */
 	char *err = NULL;
+	char lberr[256];
+	struct svc_lb lb;
+	if (svc && svc_lb_config(svc, &lb, lberr, sizeof(lberr)) < 0)
+		err = xasprintf("%s; scheduling at random with equal weights", lberr);
+	else if (svc)
+		free(lb.weights);
 	size_t w = 0;
 	for (size_t i = 0; i < ne.n; i++) {
 		char ek[IP_STRLEN + 16];

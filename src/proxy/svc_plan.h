@@ -34,12 +34,21 @@ svc_scope_name(enum svc_scope s); /* "ClusterIP", "NodePort", "ExternalIP", "Loa
 enum svc_verdict { SVC_FORWARD, SVC_REJECT, SVC_DROP };
 const char *svc_verdict_name(enum svc_verdict v); /* "forward", "reject", "drop" */
 
+/* Backend selection, per Service by annotation SVC_ANN_SCHEDULER (default random, as
+ * kube-proxy); weights (SVC_ANN_WEIGHTS, "IP=W,...", default 1) apply to every scheduler. */
+enum svc_sched { SVC_SCHED_RANDOM, SVC_SCHED_RR, SVC_SCHED_SH, SVC_SCHED_DH };
+#define SVC_ANN_SCHEDULER "twill.io/lb-scheduler"
+#define SVC_ANN_WEIGHTS "twill.io/lb-weights"
+#define SVC_WEIGHT_MAX 100
+const char *svc_sched_name(enum svc_sched s); /* "random", "rr", "sh", "dh" */
+
 struct svc_backend {
 	struct ipaddr ip;
 	uint16_t port; /* the endpoint's port (targetPort resolved) */
 	bool ready, serving, terminating;
-	bool local; /* on this node */
-	char *node; /* nodeName or NULL */
+	bool local;	 /* on this node */
+	uint16_t weight; /* 1..SVC_WEIGHT_MAX (SVC_ANN_WEIGHTS) */
+	char *node;	 /* nodeName or NULL */
 };
 
 struct svc_entry {
@@ -54,6 +63,7 @@ struct svc_entry {
 	bool masquerade; /* external traffic with Cluster policy: SNAT so replies come back */
 	enum svc_verdict verdict;  /* SVC_FORWARD iff nbackends > 0 */
 	uint32_t affinity_timeout; /* sessionAffinity ClientIP: seconds; 0 = none */
+	enum svc_sched sched;
 	size_t nbackends;
 	struct svc_backend *backends; /* sorted by (ip, port), no duplicates */
 };
@@ -76,6 +86,22 @@ struct svc_plan_in {
 	const struct ipaddr *node_addrs; /* where NodePorts listen */
 	size_t nnode_addrs;
 };
+
+/* What a Service asks for by annotation: the scheduler (SVC_ANN_SCHEDULER: random, rr,
+ * wrr (= rr; weights apply to every scheduler), sh (source hash), dh (destination hash)) and
+ * the backend weights (SVC_ANN_WEIGHTS: "IP=W,IP=W", others 1).  0, or -EINVAL with why in
+ * err: then lb holds the defaults (random, equal weights), as the annotations are ignored as
+ * a whole.  Free lb->weights. */
+struct svc_weight {
+	struct ipaddr ip;
+	uint16_t weight;
+};
+struct svc_lb {
+	enum svc_sched sched;
+	size_t nweights;
+	struct svc_weight *weights;
+};
+int svc_lb_config(const struct object *svc, struct svc_lb *lb, char *err, size_t errsize);
 
 /* Pure: the entries of one Service given its EndpointSlices (slices of other Services are
  * ignored).  out is cleared first.  Returns 0, or -EINVAL when svc is not a Service. */

@@ -4,11 +4,23 @@
 
 Every veth is created from inside the node namespace (never in the host's); each leg is its
 own /24 (`<net>.<i>.0`, the client's is `<net>.100.0`), the node is .1 and the far end .2.
-Each backend runs python's http.server on port 8080 serving one file, `id`, holding its
-name, so a test can tell which backend answered.
+Each backend runs python's http.server handler on port 8080 serving one file, `id`,
+holding its name, so a test can tell which backend answered.
 """
 import os
 import subprocess
+
+
+# http.server's own HTTPServer resolves its address back to a name (getfqdn) before it
+# listens: with an unreachable resolver that takes many seconds.  A plain TCPServer does not.
+HTTP_SERVER = r"""
+import functools, http.server, socketserver, sys
+class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[3])
+Server((sys.argv[1], int(sys.argv[2])), handler).serve_forever()
+"""
 
 
 def netns_with_prefix(prefix):
@@ -57,7 +69,7 @@ def build(sh, node, client, pfx, backends, net, tag, mdir):
         with open(os.path.join(d, "id"), "w") as f:
             f.write(b)
         procs.append(subprocess.Popen(
-            ["ip", "netns", "exec", pfx + b, "/usr/bin/python3", "-m", "http.server",
-             "8080", "--bind", ip, "--directory", d],
+            ["ip", "netns", "exec", pfx + b, "/usr/bin/python3", "-c", HTTP_SERVER, ip, "8080",
+             d],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return procs

@@ -93,6 +93,14 @@ def lb_ip(lb, name):
         return None
 
 
+def node_port(lb, name):
+    f = lb.manifests / ".twill" / f"service.default.{name}.json"
+    try:
+        return json.loads(f.read_text())["spec"]["ports"][0]["nodePort"]
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
 def programmed(lb, node, ip, n):
     f = lb.dir / "nodes" / node / "services.json"
     try:
@@ -160,3 +168,21 @@ def test_loadbalancer_from_outside(lab, lb_manifest, proxy):
         assert r.get("code") == 200, r
         assert "Hostname: webpod-ctr" in r["body"], r  # only ctr's own endpoint
         assert f"RemoteAddr: {EXT_IP}:" in r["body"], r
+
+    # a node without a local endpoint (w0) drops Local-policy traffic (the client should
+    # try another node): no answer at all, neither a reset nor an ICMP error, both through
+    # the NodePort and through the LoadBalancer address (the router sent there for a moment)
+    np = wait_for(lambda: node_port(lb, "weblocal"), 20, 0.1)
+    assert np, lb.logs()
+    r = wait_for(lambda: (lambda x: x if x.get("code") == 200 else None)(
+        get(lb, NODE_IPS["ctr"], np)), 10, 0.2)
+    assert r and f"RemoteAddr: {EXT_IP}:" in r["body"], r
+    r = get(lb, NODE_IPS["w0"], np)
+    assert "timed out" in r.get("error", ""), r
+    lb.exec("router", "ip", "route", "replace", lip + "/32", "via", NODE_IPS["w0"])
+    try:
+        r = get(lb, lip, 80)
+        assert "timed out" in r.get("error", ""), r
+    finally:
+        lb.exec("router", "ip", "route", "del", lip + "/32", "via", NODE_IPS["w0"])
+    assert get(lb, lip, 80).get("code") == 200

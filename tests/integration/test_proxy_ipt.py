@@ -85,17 +85,18 @@ def requirements():
     return None
 
 
-def svc_yaml(name, vip, port, target, node_port=None, affinity=None):
+def svc_yaml(name, vip, port, target, node_port=None, affinity=None, annotations=""):
     np = ", nodePort: %d" % node_port if node_port else ""
     typ = "NodePort" if node_port else "ClusterIP"
     aff = ""
     if affinity:
         aff = ("  sessionAffinity: ClientIP\n"
                "  sessionAffinityConfig: {clientIP: {timeoutSeconds: %d}}\n" % affinity)
-    return ("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: default}\n"
+    ann = ", annotations: {%s}" % annotations if annotations else ""
+    return ("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: default%s}\n"
             "spec:\n  type: %s\n  clusterIP: %s\n%s"
             "  ports: [{name: http, port: %d, protocol: TCP, targetPort: %d%s}]\n"
-            % (name, typ, vip, aff, port, target, np))
+            % (name, ann, typ, vip, aff, port, target, np))
 
 
 def eps_yaml(name, ips, port=8080):
@@ -274,6 +275,20 @@ def test_affinity_sticks(env):
     assert rules.count("recent: CHECK seconds: 600 reap") == 3, rules
     counts = env.spread("http://%s/id" % VIP, 20)
     assert len(counts) == 1, counts
+
+
+def test_round_robin(env):
+    """twill.io/lb-scheduler: rr becomes statistic nth: the endpoints take turns exactly."""
+    env.write("rr.yaml", svc_yaml("rr", VIP, 80, 8080,
+                                  annotations="twill.io/lb-scheduler: rr"))
+    env.write("rr-eps.yaml", eps_yaml("rr", list(BACKENDS.values())))
+    st = env.apply()
+    assert st["ok"], st
+    chain = svc_chain(env.ipt("-t", "nat", "-L", "KUBE-SERVICES", "-n"))
+    rules = env.ipt("-t", "nat", "-L", chain, "-n")
+    assert "statistic mode nth every 3" in rules and "statistic mode nth every 2" in rules, \
+        rules
+    assert env.spread("http://%s/id" % VIP, 30) == {n: 10 for n in BACKENDS}
 
 
 def test_render_is_restore_input(env):

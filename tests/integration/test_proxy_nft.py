@@ -64,16 +64,19 @@ def requirements():
     return None
 
 
-def svc_yaml(name, vip, port, target, node_port=None, proto="TCP", affinity=None):
+def svc_yaml(name, vip, port, target, node_port=None, proto="TCP", affinity=None,
+             annotations=None):
     np = ", nodePort: %d" % node_port if node_port else ""
+    ann = (", annotations: {%s}" % ", ".join("%s: '%s'" % kv for kv in annotations.items())
+           if annotations else "")
     typ = "NodePort" if node_port else "ClusterIP"
     aff = ("  sessionAffinity: ClientIP\n"
            "  sessionAffinityConfig: {clientIP: {timeoutSeconds: %d}}\n" % affinity
            if affinity else "")
-    return ("apiVersion: v1\nkind: Service\nmetadata: {name: %s}\n"
+    return ("apiVersion: v1\nkind: Service\nmetadata: {name: %s%s}\n"
             "spec:\n  type: %s\n  clusterIP: %s\n%s"
             "  ports: [{name: http, port: %d, protocol: %s, targetPort: %d%s}]\n"
-            % (name, typ, vip, aff, port, proto, target, np))
+            % (name, ann, typ, vip, aff, port, proto, target, np))
 
 
 def eps_yaml(name, ips, port=8080, proto="TCP"):
@@ -111,11 +114,11 @@ class Env:
     def chains(self):
         return sorted(o["chain"]["name"] for o in self.table() if "chain" in o)
 
-    def map_elems(self, name):
-        p = sh("nft", "-j", "list", "map", "ip", "twill", name, ns=NODE)
+    def map_elems(self, name, kind="map"):
+        p = sh("nft", "-j", "list", kind, "ip", "twill", name, ns=NODE)
         for o in json.loads(p.stdout)["nftables"]:
-            if "map" in o:
-                return o["map"].get("elem", [])
+            if kind in o:
+                return o[kind].get("elem", [])
         return []
 
     def get(self, url, ns=CLI, timeout=3, src=None):
@@ -163,20 +166,27 @@ def test_layout_and_reconcile(env):
     st = env.apply()
     assert st["ok"] and st["full"]
     assert st["elemsAdded"] == 2  # ClusterIP + NodePort
+    # no chain per Service or endpoint: the entries go to the shared pick chain for 3
+    # backends (through its masquerading twin for the NodePort), the backends are elements
     chains = env.chains()
     for c in ("nat-prerouting", "nat-output", "nat-postrouting", "services",
-              "svc-default/web/tcp/80", "ext-default/web/tcp/80",
-              "ep-default/web/tcp/80/10.77.1.2:8080"):
+              "pick-random-3", "ext-pick-random-3"):
         assert c in chains, chains
+    assert not [c for c in chains if "web" in c], chains
     elems = env.map_elems("services")
     keys = sorted(tuple(e[0]["concat"]) for e in elems)
     assert keys == sorted([(VIP, "tcp", 80), ("10.77.100.1", "tcp", 30080)]), elems
+    assert st["backendsAdded"] == 6, st
+    backends = sorted((tuple(e[0]["concat"][1:]), tuple(e[1]["concat"]))
+                      for e in env.map_elems("backends"))
+    assert backends == sorted([(k, (ip, 8080)) for ip in BACKENDS.values()
+                               for k in ((VIP, "tcp", 80), ("10.77.100.1", "tcp", 30080))])
 
     # a restart with nothing changed: no element or chain is touched
     st = env.apply()
     assert st["ok"]
-    assert (st["elemsAdded"], st["elemsDeleted"], st["chainsWritten"], st["chainsDeleted"]) \
-        == (0, 0, 0, 0), st
+    assert (st["elemsAdded"], st["elemsDeleted"], st["chainsWritten"], st["chainsDeleted"],
+            st["backendsAdded"], st["backendsDeleted"]) == (0, 0, 0, 0, 0, 0), st
 
 
 def test_clusterip_spreads_and_incremental(env):
@@ -190,22 +200,39 @@ def test_clusterip_spreads_and_incremental(env):
     assert set(env.spread("http://%s/id" % VIP, 30, ns=NODE)) <= set(BACKENDS)
     assert set(env.spread("http://10.77.100.1:30080/id", 30)) <= set(BACKENDS)
 
-    # one endpoint goes: only the service chain is rewritten and its endpoint chain deleted
+    # one endpoint goes: its backend element of each entry goes, the entries move to the
+    # shared chains for 2 backends (created; those for 3 are unused now and deleted)
     env.write("web-eps.yaml", eps_yaml("web", [BACKENDS["b1"], BACKENDS["b2"]]))
     st = env.apply()
     assert st["ok"]
-    assert (st["elemsAdded"], st["elemsDeleted"]) == (0, 0), st
-    assert st["chainsWritten"] == 1 and st["chainsDeleted"] == 1, st
-    assert "ep-default/web/tcp/80/10.77.3.2:8080" not in env.chains()
+    assert (st["backendsAdded"], st["backendsDeleted"]) == (0, 2), st
+    assert (st["elemsAdded"], st["elemsDeleted"]) == (2, 2), st
+    assert st["chainsWritten"] == 2 and st["chainsDeleted"] == 2, st
+    chains = env.chains()
+    assert "pick-random-2" in chains and "pick-random-3" not in chains, chains
     counts = env.spread("http://%s/id" % VIP, 40)
     assert set(counts) == {"b1", "b2"}, counts
+
+    # one endpoint replaced by another: one backend element per entry, nothing else
+    env.write("web-eps.yaml", eps_yaml("web", [BACKENDS["b1"], BACKENDS["b3"]]))
+    st = env.apply()
+    assert st["ok"]
+    assert (st["backendsAdded"], st["backendsDeleted"], st["elemsAdded"], st["elemsDeleted"],
+            st["chainsWritten"], st["chainsDeleted"]) == (2, 2, 0, 0, 0, 0), st
+    counts = env.spread("http://%s/id" % VIP, 40)
+    assert set(counts) == {"b1", "b3"}, counts
+
+    # a backend reaching itself through the Service is masqueraded (hairpin), so the
+    # reply goes back through the node and the DNAT is undone: it works
+    assert set(env.spread("http://%s/id" % VIP, 10, ns=PFX + "b1")) <= {"b1", "b3"}
 
     # the Service goes: its elements and chains go, the base layout stays
     env.remove("web.yaml")
     st = env.apply()
-    assert st["ok"] and st["elemsDeleted"] == 2, st
-    assert not [c for c in env.chains() if c.endswith("web/tcp/80") or "/web/" in c]
-    assert env.map_elems("services") == []
+    assert st["ok"] and st["elemsDeleted"] == 2 and st["backendsDeleted"] == 4, st
+    assert not [c for c in env.chains() if "pick" in c or "/web/" in c], env.chains()
+    assert env.map_elems("services") == [] and env.map_elems("backends") == []
+    assert env.map_elems("hairpin", kind="set") == []
     rc, _ = env.get("http://%s/id" % VIP, timeout=1)
     assert rc != 0
 
@@ -241,14 +268,28 @@ def test_delete_table(env):
     sh(TWILL, "proxy-debug", "--delete", ns=NODE)  # absent is fine
 
 
-def aff_sets(env):
-    """{set name: [client addresses]} of the affinity sets in the table."""
+def aff_maps(env):
+    """{map name: {client address: slot}} of the affinity maps in the table."""
     out = {}
     for o in env.table():
-        if "set" in o and o["set"]["name"].startswith("aff-"):
-            out[o["set"]["name"]] = [e["elem"]["val"] if isinstance(e, dict) else e
-                                     for e in o["set"].get("elem", [])]
+        if "map" in o and o["map"]["name"].startswith("aff-"):
+            m = out.setdefault(o["map"]["name"], {})
+            for k, v in o["map"].get("elem", []):
+                m[k["elem"]["val"] if isinstance(k, dict) else k] = v
     return out
+
+
+def pinned_clients(env, url, hosts, n):
+    """Adds client addresses 10.77.100.<h> and sends n requests from each; every client must
+    stay on one backend.  Returns the set of backends they landed on."""
+    seen = set()
+    for h in hosts:
+        a = "10.77.100.%d" % h
+        sh("ip", "addr", "add", a + "/24", "dev", "eth0", ns=CLI)
+        c = env.spread(url, n, src=a)
+        assert len(c) == 1, (a, c)
+        seen |= set(c)
+    return seen
 
 
 def test_session_affinity(env):
@@ -257,12 +298,13 @@ def test_session_affinity(env):
     env.write("web-eps.yaml", eps_yaml("web", list(BACKENDS.values())))
     st = env.apply()
     assert st["ok"], st
-    sets = aff_sets(env)
-    assert sorted(sets) == sorted("aff-default/web/tcp/80/%s:8080" % ip
-                                  for ip in BACKENDS.values()), sets
-    # a restart with nothing changed touches nothing (sets included)
+    AFF = "aff-default/web/tcp/80"
+    assert aff_maps(env) == {AFF: {}}
+    assert "svc-default/web/tcp/80" in env.chains()
+    # a restart with nothing changed touches nothing (maps included)
     st = env.apply()
-    assert (st["elemsAdded"], st["chainsWritten"], st["chainsDeleted"]) == (0, 0, 0), st
+    assert (st["elemsAdded"], st["chainsWritten"], st["chainsDeleted"], st["backendsAdded"]) \
+        == (0, 0, 0, 0), st
 
     url = "http://%s/id" % VIP
     def sticky(n):
@@ -277,27 +319,19 @@ def test_session_affinity(env):
     counts, t_first = sticky(20)
     assert len(counts) == 1, counts
     first = next(iter(counts))
-    sets = aff_sets(env)
-    assert sets["aff-default/web/tcp/80/%s:8080" % BACKENDS[first]] == ["10.77.100.2"], sets
+    maps = aff_maps(env)
+    assert list(maps[AFF]) == ["10.77.100.2"], maps
 
     # other clients are pinned independently: 8 client addresses land on >= 2 backends
     # (all on one: probability 3 * (1/3)^8)
-    others = ["10.77.100.%d" % i for i in range(11, 19)]
-    for a in others:
-        sh("ip", "addr", "add", a + "/24", "dev", "eth0", ns=CLI)
-    seen = set()
-    for a in others:
-        c = env.spread(url, 3, src=a)
-        assert len(c) == 1, (a, c)
-        seen |= set(c)
-    assert len(seen) >= 2, seen
+    assert len(pinned_clients(env, url, range(11, 19), 3)) >= 2
 
     # the timeout: once the client's element expires, the next connection picks afresh.
     # A fresh pick sticks again, so each round waits out the timeout; within 8 rounds a
     # second backend shows up (all on one: (1/3)^8).
     def wait_expired(t_last):
         deadline = t_last + T + 3
-        while any("10.77.100.2" in v for v in aff_sets(env).values()):
+        while "10.77.100.2" in aff_maps(env)[AFF]:
             assert time.monotonic() < deadline, "affinity entry did not expire"
             time.sleep(0.2)
         # not before the timeout (t_last is before the last request's SYN)
@@ -314,13 +348,62 @@ def test_session_affinity(env):
             break
     assert len(set(picks)) >= 2, picks
 
-    # affinity switched off: sets go, chains are rewritten, the service still spreads
+    # an endpoint goes: the group's clients pick again (the map is emptied), never the
+    # removed backend
+    assert aff_maps(env)[AFF]
+    gone = BACKENDS[env.spread(url, 1).popitem()[0]]
+    env.write("web-eps.yaml", eps_yaml("web", [ip for ip in BACKENDS.values() if ip != gone]))
+    st = env.apply()
+    assert st["ok"] and st["backendsDeleted"] in (1, 2), st  # 2: the last slot moved
+    assert aff_maps(env)[AFF] == {}
+    name_of = {ip: n for n, ip in BACKENDS.items()}
+    assert name_of[gone] not in env.spread(url, 10)
+
+    # affinity switched off: the map goes, the entry moves to the shared chains
     env.write("web.yaml", svc_yaml("web", VIP, 80, 8080))
+    env.write("web-eps.yaml", eps_yaml("web", list(BACKENDS.values())))
     st = env.apply()
     assert st["ok"], st
-    assert aff_sets(env) == {}
+    assert aff_maps(env) == {}
+    assert "svc-default/web/tcp/80" not in env.chains()
     counts = env.spread(url, 45)
     assert len(counts) >= 2, counts
+
+
+def test_schedulers(env):
+    """twill.io/lb-scheduler: rr takes turns exactly, weights too; sh pins each client."""
+    url = "http://%s/id" % VIP
+    env.write("web-eps.yaml", eps_yaml("web", list(BACKENDS.values())))
+    env.write("web.yaml", svc_yaml("web", VIP, 80, 8080,
+                                   annotations={"twill.io/lb-scheduler": "rr"}))
+    st = env.apply()
+    assert st["ok"], st
+    assert "pick-rr-3" in env.chains()
+    assert env.spread(url, 30) == {"b1": 10, "b2": 10, "b3": 10}
+
+    # weighted round robin: b1 has 2 slots of 4
+    env.write("web.yaml", svc_yaml("web", VIP, 80, 8080, annotations={
+        "twill.io/lb-scheduler": "wrr", "twill.io/lb-weights": BACKENDS["b1"] + "=2"}))
+    st = env.apply()
+    assert st["ok"] and st["backendsAdded"] >= 1, st
+    assert env.spread(url, 40) == {"b1": 20, "b2": 10, "b3": 10}
+
+    # source hash: every client address always lands on the same backend; 8 addresses do
+    # not all land on one
+    env.write("web.yaml", svc_yaml("web", VIP, 80, 8080,
+                                   annotations={"twill.io/lb-scheduler": "sh"}))
+    st = env.apply()
+    assert st["ok"], st
+    assert len(pinned_clients(env, url, range(21, 29), 4)) >= 2
+
+    # an unknown scheduler: a clear error, the Service still works (random, as before)
+    env.write("web.yaml", svc_yaml("web", VIP, 80, 8080,
+                                   annotations={"twill.io/lb-scheduler": "lc"}))
+    p = sh(TWILL, "proxy-debug", "--manifests", env.mdir, "--node", "node", "--print",
+           "--node-ip", "10.77.100.1", ns=NODE, check=False, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "annotation twill.io/lb-scheduler: unknown scheduler 'lc'" in p.stderr, p.stderr
+    assert len(env.spread(url, 30)) >= 2
 
 
 UDP_SERVER = """
@@ -429,7 +512,7 @@ def test_udp_endpoint_removal_clears_conntrack(env):
     st = env.apply()
     t0 = time.monotonic()
     assert st["ok"], st
-    assert st["chainsDeleted"] >= 1, st
+    assert st["backendsDeleted"] >= 2, st  # at least one per entry (ClusterIP, NodePort)
     # within 1 s every flow gets its replies from the remaining backend only
     deadline = t0 + 1.0
     while True:

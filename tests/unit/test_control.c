@@ -608,13 +608,15 @@ static void test_svc_ranges(void **state)
 	struct controller_cfg cfg = {.manifest_dir = e.dir,
 				     .nservice_cidrs = 1,
 				     .node_port_min = 30100,
-				     .node_port_max = 30102};
+				     .node_port_max = 30101};
 	assert_int_equal(prefix_parse("10.0.0.0/29", &cfg.service_cidrs[0]), 0);
 	e.c = controller_new(e.s, &cfg);
 	assert_non_null(e.c);
 	assert_true(controller_try_lead(e.c));
 	char b[IP_STRLEN];
-	/* .2-.6: five addresses (not .0, .1 or the broadcast .7); three node ports */
+	/* .2-.6: five addresses (not .0, .1 or the broadcast .7); two node ports.  A NodePort
+	 * Service with externalTrafficPolicy Local gets no healthCheckNodePort (only type
+	 * LoadBalancer does, as in Kubernetes) */
 	put(&e, "s.yaml",
 	    SVC("s1", "spec:\n  type: NodePort\n  externalTrafficPolicy: Local\n" PORT80)
 		SVC("s2", "spec:\n  type: NodePort\n" PORT80) SVC("s3", SPEC80) SVC("s4", SPEC80)
@@ -624,19 +626,18 @@ static void test_svc_ranges(void **state)
 	assert_string_equal(cip_of(&e, "s5", b), "10.0.0.6");
 	assert_string_equal(cip_of(&e, "s6", b), "none");
 	assert_int_equal(svc_of(&e, "s1")->ports[0].node_port, 30100);
-	assert_int_equal(svc_of(&e, "s1")->health_check_node_port, 30101);
-	assert_int_equal(svc_of(&e, "s2")->ports[0].node_port, 30102);
+	assert_int_equal(svc_of(&e, "s1")->health_check_node_port, 0);
+	assert_int_equal(svc_of(&e, "s2")->ports[0].node_port, 30101);
 	assert_null(error_of(&e, "s1"));
 	assert_non_null(error_of(&e, "s6"));
 	assert_non_null(strstr(error_of(&e, "s6"), "no free ClusterIP"));
 	assert_non_null(strstr(error_of(&e, "s6"), "no free nodePort"));
-	/* s3 goes: s6 gets its address; s1's policy goes back to Cluster: a port frees */
+	/* s2 and s3 go: s6 gets an address and s2's port */
 	put(&e, "s.yaml",
-	    SVC("s1", "spec:\n  type: NodePort\n" PORT80)
-		SVC("s2", "spec:\n  type: NodePort\n" PORT80) SVC("s4", SPEC80) SVC("s5", SPEC80)
-		    SVC("s6", "spec:\n  type: NodePort\n" PORT80));
+	    SVC("s1", "spec:\n  type: NodePort\n" PORT80) SVC("s4", SPEC80) SVC("s5", SPEC80)
+		SVC("s6", "spec:\n  type: NodePort\n" PORT80));
 	settle(&e);
-	assert_string_equal(cip_of(&e, "s6", b), "10.0.0.4");
+	assert_string_not_equal(cip_of(&e, "s6", b), "none");
 	assert_int_equal(svc_of(&e, "s1")->health_check_node_port, 0);
 	assert_int_equal(svc_of(&e, "s6")->ports[0].node_port, 30101);
 	assert_null(controller_errors(e.c)[0]);

@@ -737,6 +737,49 @@ static void test_itp_local(void **state)
 	free(yaml);
 }
 
+/* Schedulers: rr is statistic nth (every 3rd, 2nd, the rest), weights scale the random
+ * probabilities (1:2:1 -> 1/4, 2/3 of the rest, the rest), sh falls back to random. */
+static void test_schedulers(void **state)
+{
+	(void)state;
+	struct ipt_cfg cfg = cfg_default();
+	static const struct {
+		const char *ann, *want;
+	} cases[] = {
+	    {"{twill.io/lb-scheduler: rr}",
+	     "--mode nth --every 3 --packet 0 -j KUBE-SEP-7EUSTZD4KJSMDZUV\n"
+	     "--mode nth --every 2 --packet 0 -j KUBE-SEP-X3E4CD3J6YVFNZWW\n"},
+	    {"{twill.io/lb-weights: '10.244.2.20=2'}",
+	     "--mode random --probability 0.2500000000 -j KUBE-SEP-7EUSTZD4KJSMDZUV\n"
+	     "--mode random --probability 0.6666666667 -j KUBE-SEP-X3E4CD3J6YVFNZWW\n"},
+	    {"{twill.io/lb-scheduler: sh}",
+	     "--mode random --probability 0.3333333333 -j KUBE-SEP-7EUSTZD4KJSMDZUV\n"
+	     "--mode random --probability 0.5000000000 -j KUBE-SEP-X3E4CD3J6YVFNZWW\n"},
+	};
+	const char *at = strstr(SVC3, "namespace: default}");
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		char *yaml = xasprintf("%.*snamespace: default, annotations: %s}%s",
+				       (int)(at - SVC3), SVC3, cases[c].ann,
+				       at + strlen("namespace: default}"));
+		char *t = render(yaml, &cfg, "", NULL);
+		char *st = grep(t, "statistic");
+		char *got = xcalloc(strlen(st) + 1, 1);
+		/* keep each line from "--mode" on */
+		for (const char *l = st; l && *l;) {
+			const char *nl = strchr(l, '\n');
+			const char *m = strstr(l, "--mode");
+			if (m && (!nl || m < nl))
+				strncat(got, m, (size_t)((nl ? nl + 1 : l + strlen(l)) - m));
+			l = nl ? nl + 1 : NULL;
+		}
+		expect(cases[c].ann, got, cases[c].want);
+		free(got);
+		free(st);
+		free(t);
+		free(yaml);
+	}
+}
+
 static void test_cleanup_text(void **state)
 {
 	(void)state;
@@ -827,6 +870,7 @@ int main(void)
 	    cmocka_unit_test(test_etp_local_no_local_endpoints),
 	    cmocka_unit_test(test_itp_local),
 	    cmocka_unit_test(test_cleanup_text),
+	    cmocka_unit_test(test_schedulers),
 	    cmocka_unit_test(test_large_cluster_mode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -331,6 +331,70 @@ static const char *eps_yaml(const char *svc, const char *ip)
 	return buf;
 }
 
+/* Schedulers and weights by annotation; a bad annotation is ignored as a whole, with a
+ * clear error, and the Service still gets its entries (random, equal weights). */
+static void test_lb_annotations(void **state)
+{
+	(void)state;
+	static const char *svc_tmpl = "apiVersion: v1\n"
+				      "kind: Service\n"
+				      "metadata:\n"
+				      "  name: web\n"
+				      "  namespace: default\n"
+				      "  annotations: {twill.io/lb-scheduler: %s%s}\n"
+				      "spec:\n"
+				      "  clusterIP: 10.96.0.10\n"
+				      "  ports: [{name: http, port: 80, targetPort: http}]\n"
+				      "---\n";
+	struct ipaddr node = A("192.168.0.2");
+	struct svc_plan_in in = {"n1", &node, 1};
+	static const struct {
+		const char *sched, *weights;
+		enum svc_sched want;
+		int rc;
+		const char *err;
+		uint16_t w1;
+	} cases[] = {
+	    {"rr", "", SVC_SCHED_RR, 0, NULL, 1},
+	    {"wrr", ", twill.io/lb-weights: '10.244.1.2=3, 10.244.9.9=2'", SVC_SCHED_RR, 0, NULL,
+	     3},
+	    {"sh", "", SVC_SCHED_SH, 0, NULL, 1},
+	    {"dh", "", SVC_SCHED_DH, 0, NULL, 1},
+	    {"random", ", twill.io/lb-weights: '10.244.1.2=7'", SVC_SCHED_RANDOM, 0, NULL, 7},
+	    {"lc", "", SVC_SCHED_RANDOM, -EINVAL,
+	     "annotation twill.io/lb-scheduler: unknown scheduler 'lc'", 1},
+	    {"rr", ", twill.io/lb-weights: '10.244.1.2=0'", SVC_SCHED_RANDOM, -EINVAL,
+	     "annotation twill.io/lb-weights: '10.244.1.2=0' is not ADDRESS=WEIGHT", 1},
+	    {"rr", ", twill.io/lb-weights: 'x=2'", SVC_SCHED_RANDOM, -EINVAL,
+	     "annotation twill.io/lb-weights: 'x=2'", 1},
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		char *yaml = xasprintf(svc_tmpl, cases[c].sched, cases[c].weights);
+		char *all = xasprintf("%s%s", yaml, EPS_WEB);
+		struct objlist objs = {0};
+		decode(all, &objs);
+		struct svc_lb lb;
+		char err[256] = "";
+		assert_int_equal(svc_lb_config(objs.v[0], &lb, err, sizeof(err)), cases[c].rc);
+		if (cases[c].err && !strstr(err, cases[c].err))
+			fail_msg("case %zu: error '%s' lacks '%s'", c, err, cases[c].err);
+		free(lb.weights);
+		struct svc_entries e = {0};
+		plan(&objs, &in, &e);
+		const struct svc_entry *ci = find(&e, "10.96.0.10:80/TCP");
+		assert_non_null(ci);
+		assert_int_equal(ci->sched, cases[c].want);
+		assert_int_equal(ci->nbackends, 2);
+		/* backends sorted: 10.244.1.2, 10.244.2.2; the weight of an address not listed is 1 */
+		assert_int_equal(ci->backends[0].weight, cases[c].w1);
+		assert_int_equal(ci->backends[1].weight, 1);
+		svc_entries_free(&e);
+		objlist_free(&objs);
+		free(all);
+		free(yaml);
+	}
+}
+
 static void test_planner_incremental(void **state)
 {
 	(void)state;
@@ -428,6 +492,7 @@ int main(void)
 	    cmocka_unit_test(test_traffic_policies),
 	    cmocka_unit_test(test_no_entries),
 	    cmocka_unit_test(test_planner_incremental),
+	    cmocka_unit_test(test_lb_annotations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
