@@ -5,7 +5,7 @@
 #   make bench    benchmarks (not part of check); results go to bench/results/
 
 CC      ?= cc
-PKGS    := libmnl json-c yaml-0.1 libnftnl
+PKGS    := libmnl json-c yaml-0.1 libnftnl libcrypto
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral \
            -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -81,11 +81,18 @@ $(B)/fuzz/fuzz_manifest: tests/fuzz/fuzz_manifest.c $(FUZZ_SRCS)
 	clang -g -O1 -std=gnu11 -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
 		-fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 
+# and on the BGP message parsers (seed corpus tests/fuzz/corpus_bgp)
+$(B)/fuzz/fuzz_bgp_msg: tests/fuzz/fuzz_bgp_msg.c $(filter src/lib/% src/bgp/msg.c,$(SRCS))
+	@mkdir -p $(dir $@)
+	clang -g -O1 -std=gnu11 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -o $@ $^
+
 fuzz:
 	@sh scripts/deps.sh fuzz
-	@$(MAKE) --no-print-directory $(B)/fuzz/fuzz_manifest
+	@$(MAKE) --no-print-directory $(B)/fuzz/fuzz_manifest $(B)/fuzz/fuzz_bgp_msg
 	@mkdir -p $(B)/fuzz/corpus && cp -n examples/*.yaml $(B)/fuzz/corpus/ 2>/dev/null || true
 	$(B)/fuzz/fuzz_manifest -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(B)/fuzz/corpus
+	@mkdir -p $(B)/fuzz/corpus_bgp && cp -n tests/fuzz/corpus_bgp/* $(B)/fuzz/corpus_bgp/
+	$(B)/fuzz/fuzz_bgp_msg -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(B)/fuzz/corpus_bgp
 
 # Tests that need IPVS, IPIP, dummy or WireGuard, which the host kernel may lack: inside
 # Debian's cloud kernel under qemu (scripts/vm/vm.py; VMTESTS are pytest's arguments there).

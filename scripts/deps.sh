@@ -6,11 +6,13 @@
 #   scripts/deps.sh vm       also qemu, busybox and kmod for the test VM (make vmcheck)
 set -eu
 # build: compiler, pkg-config and the libraries twill links (see README "Dependencies")
-PKGS="build-essential pkg-config libmnl-dev libjson-c-dev libyaml-dev libnftnl-dev"
+PKGS="build-essential pkg-config libmnl-dev libjson-c-dev libyaml-dev libnftnl-dev libssl-dev"
 # unit tests (cmocka) and integration tests (pytest, iproute2's ip/bridge to inspect the
 # kernel, ping and curl inside namespaces, Debian's reference CNI plugins as the baseline)
 PKGS="$PKGS libcmocka-dev python3 python3-pytest python3-pytest-timeout iproute2 iputils-ping curl procps \
       containernetworking-plugins nftables iptables"
+# BGP interop peers (tests/integration/test_bgp_interop.py): BIRD 2 and FRR
+PKGS="$PKGS bird2 frr"
 if [ "${1:-}" = fuzz ]; then
     PKGS="$PKGS clang libclang-rt-14-dev"
 fi

@@ -48,6 +48,7 @@
 #include "policy/policy.h"
 #include "proxy/healthcheck.h"
 #include "proxy/ipt.h"
+#include "proxy/ipvs.h"
 #include "proxy/nft.h"
 #include "proxy/svc_list.h"
 #include "proxy/svc_plan.h"
@@ -63,11 +64,14 @@
 #define SERVICES_JSON_MIN_MS 500 /* services.json is O(Services): at most twice a second */
 #define MAX_NODE_ADDRS 8
 
-enum proxy_mode { PROXY_NONE, PROXY_NFTABLES, PROXY_IPTABLES };
+enum proxy_mode { PROXY_NONE, PROXY_NFTABLES, PROXY_IPTABLES, PROXY_IPVS };
 
 static const char *proxy_mode_name(enum proxy_mode m)
 {
-	return m == PROXY_NFTABLES ? "nftables" : m == PROXY_IPTABLES ? "iptables" : "none";
+	return m == PROXY_NFTABLES   ? "nftables"
+	       : m == PROXY_IPTABLES ? "iptables"
+	       : m == PROXY_IPVS     ? "ipvs"
+				     : "none";
 }
 
 struct agent_opts {
@@ -83,6 +87,7 @@ struct agent_opts {
 	uint16_t port;
 	bool kubelet;
 	enum proxy_mode proxy;
+	const char *ipvs_scheduler; /* --ipvs-scheduler (--proxy ipvs) */
 	bool policy; /* NetworkPolicy enforcement (--policy on|off) */
 	const char *lab;
 	enum log_level level;
@@ -108,6 +113,7 @@ struct agent {
 	struct svc_planner *sp;
 	struct nft_writer *nw;
 	struct ipt_writer *iw;	/* --proxy iptables instead of nw */
+	struct ipvs_writer *vw; /* --proxy ipvs instead of nw */
 	bool ipt_dirty;		/* a full iptables sync is due (start, resync, node addresses) */
 	struct healthcheck *hc; /* health-check node ports (externalTrafficPolicy Local) */
 	bool hc_dirty;
@@ -152,9 +158,12 @@ static void usage(FILE *f)
 		"  --node-cidr-len N       podCIDR length per node (default %d)\n"
 		"  --vni N                 VXLAN network identifier (default %d)\n"
 		"  --vxlan-port N          VXLAN UDP port (default %d)\n"
-		"  --proxy DATAPLANE       Service load balancing: nftables | iptables | none\n"
-		"                          (default nftables; iptables writes kube-proxy's\n"
-		"                          layout; none leaves Services to another proxy)\n"
+		"  --proxy DATAPLANE       Service load balancing: nftables | iptables | ipvs |\n"
+		"                          none (default nftables; iptables writes kube-proxy's\n"
+		"                          layout; ipvs programs IPVS, needs the ip_vs module;\n"
+		"                          none leaves Services to another proxy)\n"
+		"  --ipvs-scheduler NAME   --proxy ipvs: rr | wrr | lc | wlc | dh | sh | sed | nq\n"
+		"                          ... (default rr, as kube-proxy)\n"
 		"  --policy on|off         enforce NetworkPolicy with nftables (default on;\n"
 		"                          table inet %s)\n"
 		"  --kubelet --lab NAME    also run the lab's pod runtime for this node\n"
@@ -190,6 +199,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 		O_PORT,
 		O_KUBELET,
 		O_PROXY,
+		O_IPVS_SCHED,
 		O_POLICY,
 		O_LAB,
 		O_LEVEL,
@@ -207,6 +217,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 	    {"vxlan-port", required_argument, NULL, O_PORT},
 	    {"kubelet", no_argument, NULL, O_KUBELET},
 	    {"proxy", required_argument, NULL, O_PROXY},
+	    {"ipvs-scheduler", required_argument, NULL, O_IPVS_SCHED},
 	    {"policy", required_argument, NULL, O_POLICY},
 	    {"lab", required_argument, NULL, O_LAB},
 	    {"log-level", required_argument, NULL, O_LEVEL},
@@ -317,15 +328,28 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 				o->proxy = PROXY_NFTABLES;
 			} else if (!strcmp(optarg, "iptables")) {
 				o->proxy = PROXY_IPTABLES;
+			} else if (!strcmp(optarg, "ipvs")) {
+				o->proxy = PROXY_IPVS;
 			} else if (!strcmp(optarg, "none")) {
 				o->proxy = PROXY_NONE;
 			} else {
 				fprintf(stderr,
-					"twill agent: --proxy must be nftables, iptables or none, "
-					"not '%s'\n",
+					"twill agent: --proxy must be nftables, iptables, ipvs or "
+					"none, not '%s'\n",
 					optarg);
 				return 2;
 			}
+			break;
+		case O_IPVS_SCHED:
+			if (!ipvs_sched_known(optarg)) {
+				fprintf(stderr,
+					"twill agent: --ipvs-scheduler: unknown IPVS scheduler '%s' "
+					"(rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, mh, fo, ovf, "
+					"twos)\n",
+					optarg);
+				return 2;
+			}
+			o->ipvs_scheduler = optarg;
 			break;
 		case O_POLICY:
 			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
@@ -738,6 +762,50 @@ static void proxy_sync_ipt(struct agent *ag, monotime_t now)
 	ag->proxy_synced = true;
 }
 
+/* ---- --proxy ipvs (proxy/ipvs.h) ---- */
+static void ipvs_writer_make(struct agent *ag)
+{
+	struct ipvs_cfg cfg = {.scheduler = ag->o.ipvs_scheduler};
+	for (size_t i = 0; i < ag->o.ncidrs; i++)
+		if (ag->o.cidrs[i].addr.family == AF_INET)
+			cfg.cluster_cidr = &ag->o.cidrs[i]; /* pod traffic: no masquerade */
+	ag->vw = ipvs_writer_new(ag->sp, ag->store, &cfg);
+}
+
+static void proxy_sync_ipvs(struct agent *ag, monotime_t now)
+{
+	if (!ipvs_writer_dirty(ag->vw) || now < ag->proxy_next_try)
+		return;
+	int r = ipvs_writer_sync(ag->vw);
+	const struct ipvs_sync_stats *st = ipvs_writer_stats(ag->vw);
+	if (st->services || st->full)
+		ag->services_dirty = ag->status_dirty = ag->hc_dirty = true;
+	if (r < 0) {
+		proxy_backoff(ag, now);
+		const char *e = ipvs_writer_error(ag->vw);
+		char *what = xasprintf("proxy (ipvs)%s%s", e[0] ? ": " : "", e);
+		set_sync_error(ag, 2, what, r);
+		free(what);
+		return;
+	}
+	ag->proxy_backoff_ms = 0;
+	ag->proxy_next_try = 0;
+	set_sync_error(ag, 2, "proxy", 0);
+	unsigned changed = st->svc_added + st->svc_changed + st->svc_deleted + st->dests_added +
+			   st->dests_changed + st->dests_deleted + st->addrs_added +
+			   st->addrs_deleted;
+	bool info = st->full && (!ag->proxy_synced || changed);
+	ag->proxy_synced = true;
+	if (st->full || st->services)
+		log_msg(info ? LOG_INFO : LOG_DEBUG, SUB,
+			"ipvs: %s sync, %u Services changed, services +%u ~%u -%u, real servers "
+			"+%u ~%u -%u, addresses +%u -%u, %u nftables messages",
+			st->full ? "full" : "incremental", st->services, st->svc_added,
+			st->svc_changed, st->svc_deleted, st->dests_added, st->dests_changed,
+			st->dests_deleted, st->addrs_added, st->addrs_deleted, st->nft_messages);
+}
+/* ---- end --proxy ipvs ---- */
+
 /* The Service dataplane: one nftables transaction per round when anything changed; a
  * failure is retried with exponential back-off (the writer dumps the kernel first). */
 static void proxy_sync(struct agent *ag)
@@ -745,6 +813,8 @@ static void proxy_sync(struct agent *ag)
 	monotime_t now = monotime_now();
 	if (ag->iw)
 		proxy_sync_ipt(ag, now);
+	if (ag->vw)
+		proxy_sync_ipvs(ag, now);
 	if (ag->nw && nft_writer_dirty(ag->nw) && now >= ag->proxy_next_try) {
 		int r = nft_writer_sync(ag->nw);
 		const struct nft_sync_stats *st = nft_writer_stats(ag->nw);
@@ -880,7 +950,7 @@ static void run_syncs(struct agent *ag)
 	}
 	if (ag->pw)
 		policy_sync(ag);
-	if (ag->nw || ag->iw)
+	if (ag->nw || ag->iw || ag->vw)
 		proxy_sync(ag);
 	if (ag->hc && ag->hc_dirty)
 		healthcheck_sync(ag);
@@ -907,6 +977,7 @@ static void agent_free(struct agent *ag)
 	free(ag->policy_json_path);
 	if (ag->iw)
 		ipt_writer_free(ag->iw);
+	ipvs_writer_free(ag->vw);
 	healthcheck_free(ag->hc);
 	if (ag->sp)
 		svc_planner_free(ag->sp);
@@ -1045,6 +1116,8 @@ int agent_main(int argc, char **argv)
 		ag->sp = svc_planner_new(ag->store, &in);
 		if (ag->o.proxy == PROXY_NFTABLES)
 			ag->nw = nft_writer_new(ag->sp, NULL);
+		else if (ag->o.proxy == PROXY_IPVS)
+			ipvs_writer_make(ag);
 		else
 			ipt_writer_make(ag);
 		ag->hc = healthcheck_new(ep);
@@ -1144,6 +1217,8 @@ int agent_main(int argc, char **argv)
 						route_planner_request_resync(ag->rp);
 						if (ag->nw)
 							nft_writer_request_resync(ag->nw);
+						if (ag->vw)
+							ipvs_writer_request_resync(ag->vw);
 						if (ag->pw) {
 							pol_writer_request_resync(ag->pw);
 							ag->policy_dirty = true;
@@ -1173,6 +1248,8 @@ int agent_main(int argc, char **argv)
 					route_planner_request_resync(ag->rp);
 					if (ag->nw)
 						nft_writer_request_resync(ag->nw);
+					if (ag->vw)
+						ipvs_writer_request_resync(ag->vw);
 					if (ag->pw) {
 						pol_writer_request_resync(ag->pw);
 						ag->policy_dirty = true;

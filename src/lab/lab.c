@@ -9,7 +9,8 @@
  *
  * The router has a static route for the LoadBalancer pool 192.168.50.0/24 via ctr
  * (192.168.10.100), whose Service proxy answers for every LB address (BGP comes later).
- * `--proxy nftables|iptables|none` is passed to every agent (default nftables).
+ * `--proxy nftables|iptables|ipvs|none` is passed to every agent (default nftables; ipvs
+ * needs a kernel with IPVS and dummy, e.g. the VM of `make vmcheck`).
  *
  * Every veth is created from inside a lab namespace with its peer created directly in the
  * router's namespace (nl_open_netns), so no link ever appears in the host's namespace.
@@ -139,7 +140,7 @@ static void usage(FILE *f)
 	fputs("usage: twill lab <command> [--name NAME] ...\n\n"
 	      "  up [--routing host-gw|vxlan|mixed|ipip|ipip-crosssubnet] [--wiring routed|bridge]\n"
 	      "     [-f MANIFEST]...\n"
-	      "     [--proxy nftables|iptables|none] [--no-wait] [--timeout SECONDS]\n"
+	      "     [--proxy nftables|iptables|ipvs|none] [--no-wait] [--timeout SECONDS]\n"
 	      "     [--log-level LEVEL]\n"
 	      "        build seed 003's lab (nodes ctr, w1 on 192.168.10.0/24, w0 on\n"
 	      "        192.168.20.0/24, a router without pod routes, a client ext) and start one\n"
@@ -1171,8 +1172,9 @@ static int cmd_up(int argc, char **argv)
 		die_usage("--wiring must be routed or bridge");
 		return 2;
 	}
-	if (strcmp(proxy, "nftables") && strcmp(proxy, "iptables") && strcmp(proxy, "none")) {
-		die_usage("--proxy must be nftables, iptables or none");
+	if (strcmp(proxy, "nftables") && strcmp(proxy, "iptables") && strcmp(proxy, "ipvs") &&
+	    strcmp(proxy, "none")) {
+		die_usage("--proxy must be nftables, iptables, ipvs or none");
 		return 2;
 	}
 	for (size_t i = 0; i < nfiles; i++)

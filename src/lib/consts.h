@@ -7,6 +7,7 @@
  * touches what the other owns. (Unused in /etc/iproute2/rt_protos.) */
 #define TWILL_RTPROT_NODE 116 /* cross-node routes (host-gw, vxlan) */
 #define TWILL_RTPROT_POD 117  /* per-pod /32 and /128 routes of the routed wiring */
+#define TWILL_RTPROT_BGP 118  /* routes learned through BGP (src/bgp) */
 
 #define TWILL_VXLAN_DEFAULT_VNI 1
 #define TWILL_VXLAN_DEFAULT_PORT 4789

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "bgp/bgp.h"
 #include "cni/cni.h"
 #include "lab/lab.h"
 #include "proxy/ipt.h"
@@ -30,6 +31,7 @@ static void usage(FILE *f)
 		"twill %s: Kubernetes node networking (CNI, routing, Services, lab)\n\n"
 		"usage: twill <command> [options]\n\n"
 		"  agent   run the node agent (routes between nodes, Services; --help)\n"
+		"  bgp     bgp run|peers|routes: the BGP speaker and its sessions and routes\n"
 		"  cni     act as the CNI plugin (also when CNI_COMMAND is set)\n"
 		"  lab     build and drive a multi-node lab in network namespaces\n"
 		"  status  show a node agent's status (--state-dir DIR, -o json)\n"
@@ -183,6 +185,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "agent"))
 		return agent_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "bgp"))
+		return bgp_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "cni"))
 		return cni_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "lab"))

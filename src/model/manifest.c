@@ -505,14 +505,23 @@ static void get_labels(struct dec *d, const struct tn *m, const char *key, struc
 }
 
 /* metav1.LabelSelector at m.key.  A selector that is not given stays !present. */
+static void node_label_selector(struct dec *d, const struct tn *n, const char *key,
+				struct selector *s);
+
 static void get_label_selector(struct dec *d, const struct tn *m, const char *key,
 			       struct selector *s)
 {
 	const struct tn *n = get_map(d, m, key);
-	if (!n)
-		return;
+	if (n)
+		node_label_selector(d, n, key, s);
+}
+
+/* The selector in map n, found at key (NULL: n is a list item, already in the path). */
+static void node_label_selector(struct dec *d, const struct tn *n, const char *key,
+				struct selector *s)
+{
 	s->present = true;
-	size_t mk = path_push(d, key);
+	size_t mk = key ? path_push(d, key) : d->plen;
 	get_labels(d, n, "matchLabels", &s->match_labels, true);
 	const struct tn *ex = get_seq(d, n, "matchExpressions");
 	if (ex && ex->n) {
@@ -1383,6 +1392,314 @@ static void decode_pool(struct dec *d, const struct tn *root, struct ippool_obj 
 }
 
 /* ------------------------------------------------------------------------------------------
+ * BGPConfiguration, BGPPeer (Calico: crd.projectcalico.org/v1, projectcalico.org/v3) and
+ * BGPAdvertisement (metallb.io/v1beta1) */
+
+/* An AS number: an integer 1..4294967295 or asdot "X.Y" (Calico accepts both). */
+static bool node_asn(struct dec *d, const struct tn *n, const char *key, uint32_t *out)
+{
+	long v, hi, lo;
+	const char *dot;
+	if (n->type == T_STR && n->plain && parse_long(n->s, &v) && v >= 1 && v <= 4294967295L) {
+		*out = (uint32_t)v;
+		return true;
+	}
+	if (n->type == T_STR && (dot = strchr(n->s, '.'))) {
+		char a[16];
+		size_t l = (size_t)(dot - n->s);
+		if (l < sizeof(a)) {
+			memcpy(a, n->s, l);
+			a[l] = 0;
+			if (parse_long(a, &hi) && parse_long(dot + 1, &lo) && hi >= 0 && hi <= 65535 &&
+			    lo >= 0 && lo <= 65535 && (hi || lo)) {
+				*out = (uint32_t)(hi << 16 | lo);
+				return true;
+			}
+		}
+	}
+	ferr(d, n, key, "invalid AS number (1-4294967295, or asdot X.Y)");
+	return false;
+}
+
+/* A Go duration ("120s", "2m", "1m30s", "1h"), whole seconds. */
+static bool node_duration(struct dec *d, const struct tn *n, const char *key, uint32_t *out)
+{
+	const char *s = n->type == T_STR ? n->s : "";
+	uint64_t total = 0;
+	bool any = false;
+	while (*s) {
+		char *end;
+		errno = 0;
+		unsigned long v = strtoul(s, &end, 10);
+		if (end == s || errno)
+			goto bad;
+		uint64_t mul;
+		if (*end == 'h')
+			mul = 3600, end++;
+		else if (*end == 'm' && end[1] == 's')
+			mul = 0, end += 2; /* milliseconds: below a second, ignored */
+		else if (*end == 'm')
+			mul = 60, end++;
+		else if (*end == 's')
+			mul = 1, end++;
+		else
+			goto bad;
+		total += (uint64_t)v * mul;
+		if (total > UINT32_MAX)
+			goto bad;
+		any = true;
+		s = end;
+	}
+	if (!any)
+		goto bad;
+	*out = (uint32_t)total;
+	return true;
+bad:
+	ferr(d, n, key, "invalid duration (e.g. \"120s\", \"2m\")");
+	return false;
+}
+
+/* spec.<key>: [{cidr: ...}] */
+static size_t get_cidr_list(struct dec *d, const struct tn *spec, const char *key,
+			    struct ipprefix **out)
+{
+	const struct tn *l = get_seq(d, spec, key);
+	size_t n = 0;
+	if (!l || !l->n)
+		return 0;
+	size_t m = path_push(d, key);
+	*out = xcalloc(l->n, sizeof(**out));
+	for (size_t i = 0; i < l->n; i++) {
+		size_t mi = path_idx(d, i);
+		const struct tn *e = l->v[i];
+		const struct tn *c = e->type == T_MAP ? lookup(e, "cidr") : NULL;
+		if (e->type != T_MAP)
+			ferr(d, e, NULL, "must be a mapping with a cidr");
+		else if (!c)
+			missing(d, e, "cidr");
+		else if (node_cidr_parse(d, c, "cidr", &(*out)[n]))
+			n++;
+		path_pop(d, mi);
+	}
+	path_pop(d, m);
+	return n;
+}
+
+static void decode_bgpconf(struct dec *d, const struct tn *root, struct bgpconfig_obj *b)
+{
+	const struct tn *spec = get_map(d, root, "spec"), *n;
+	size_t m = path_push(d, "spec");
+	b->node_mesh = get_bool(d, spec, "nodeToNodeMeshEnabled", true);
+	if ((n = lookup(spec, "asNumber")))
+		node_asn(d, n, "asNumber", &b->as_number);
+	if ((n = lookup(spec, "nodeMeshMaxRestartTime")))
+		node_duration(d, n, "nodeMeshMaxRestartTime", &b->mesh_restart_time);
+	long v;
+	if (get_int(d, spec, "listenPort", 1, 65535, &v))
+		b->listen_port = (uint16_t)v;
+	b->nsvc_cluster = get_cidr_list(d, spec, "serviceClusterIPs", &b->svc_cluster);
+	b->nsvc_external = get_cidr_list(d, spec, "serviceExternalIPs", &b->svc_external);
+	b->nsvc_lb = get_cidr_list(d, spec, "serviceLoadBalancerIPs", &b->svc_lb);
+	path_pop(d, m);
+}
+
+/* "10.0.0.1", "10.0.0.1:1790", "fd00::1", "[fd00::1]:1790" */
+static void node_peer_ip(struct dec *d, const struct tn *n, struct bgppeer_obj *b)
+{
+	const char *s = node_str(d, n, "peerIP");
+	if (!s)
+		return;
+	char host[IP_STRLEN];
+	const char *port = NULL;
+	size_t hl;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		hl = close ? (size_t)(close - s - 1) : sizeof(host);
+		if (close && close[1] == ':')
+			port = close + 2;
+		else if (close && close[1])
+			hl = sizeof(host);
+		s++;
+	} else {
+		const char *colon = strchr(s, ':');
+		bool v4port = colon && !strchr(colon + 1, ':');
+		hl = v4port ? (size_t)(colon - s) : strlen(s);
+		port = v4port ? colon + 1 : NULL;
+	}
+	long p = 0;
+	if (hl >= sizeof(host) || (port && (!parse_long(port, &p) || p < 1 || p > 65535))) {
+		ferr(d, n, "peerIP", "invalid peer address \"%s\" (IP, IP:port or [IPv6]:port)",
+		     n->s);
+		return;
+	}
+	memcpy(host, s, hl);
+	host[hl] = 0;
+	if (ip_parse(host, &b->peer_ip))
+		ferr(d, n, "peerIP", "invalid IP address \"%s\"", host);
+	b->port = (uint16_t)p;
+}
+
+static void decode_bgppeer(struct dec *d, const struct tn *root, struct bgppeer_obj *b)
+{
+	const struct tn *spec = get_map(d, root, "spec"), *n;
+	size_t m = path_push(d, "spec");
+	if ((n = lookup(spec, "peerIP")))
+		node_peer_ip(d, n, b);
+	if ((n = lookup(spec, "asNumber")))
+		node_asn(d, n, "asNumber", &b->as_number);
+	else if (lookup(spec, "peerIP"))
+		missing(d, spec, "asNumber");
+	b->node = dup_str(d, spec, "node");
+	b->node_selector = dup_str(d, spec, "nodeSelector");
+	b->peer_selector = dup_str(d, spec, "peerSelector");
+	if (spec && !lookup(spec, "peerIP") && !b->peer_selector)
+		ferr(d, spec, "peerIP", "required (or peerSelector)");
+	if (b->peer_selector && lookup(spec, "peerIP"))
+		ferr(d, lookup(spec, "peerSelector"), "peerSelector",
+		     "cannot be combined with peerIP");
+	if (b->node && b->node_selector)
+		ferr(d, lookup(spec, "nodeSelector"), "nodeSelector", "cannot be combined with node");
+	if ((n = lookup(spec, "password"))) {
+		size_t mp = path_push(d, "password");
+		if (n->type == T_STR) {
+			b->password = xstrdup(n->s);
+			if (strlen(b->password) > 80)
+				ferr(d, n, NULL, "at most 80 characters (TCP MD5)");
+		} else if (n->type == T_MAP) {
+			const struct tn *ref = get_map(d, n, "secretKeyRef");
+			size_t mr = path_push(d, "secretKeyRef");
+			b->password_secret = dup_str(d, ref, "name");
+			b->password_key = dup_str(d, ref, "key");
+			if (!ref)
+				missing(d, n, NULL);
+			else if (!b->password_secret)
+				missing(d, ref, "name");
+			else if (!b->password_key)
+				missing(d, ref, "key");
+			path_pop(d, mr);
+		} else {
+			ferr(d, n, NULL, "must be a string or {secretKeyRef: {name, key}}");
+		}
+		path_pop(d, mp);
+	}
+	b->keep_original_next_hop = get_bool(d, spec, "keepOriginalNextHop", false);
+	long v;
+	if (get_int(d, spec, "ttlSecurity", 0, 254, &v))
+		b->ttl_security = (uint8_t)v;
+	if ((n = lookup(spec, "maxRestartTime")))
+		node_duration(d, n, "maxRestartTime", &b->max_restart_time);
+	b->source_address = dup_str(d, spec, "sourceAddress");
+	if (b->source_address && strcmp(b->source_address, "UseNodeIP") &&
+	    strcmp(b->source_address, "None"))
+		ferr(d, lookup(spec, "sourceAddress"), "sourceAddress",
+		     "\"%s\": want UseNodeIP or None", b->source_address);
+	path_pop(d, m);
+}
+
+static size_t get_str_list(struct dec *d, const struct tn *m, const char *key, char ***out)
+{
+	const struct tn *l = get_seq(d, m, key);
+	size_t n = 0;
+	if (!l || !l->n)
+		return 0;
+	size_t mk = path_push(d, key);
+	*out = xcalloc(l->n, sizeof(char *));
+	for (size_t i = 0; i < l->n; i++) {
+		size_t mi = path_idx(d, i);
+		const char *s = node_str(d, l->v[i], NULL);
+		if (s)
+			(*out)[n++] = xstrdup(s);
+		path_pop(d, mi);
+	}
+	path_pop(d, mk);
+	return n;
+}
+
+/* "A:B" (16 bits each) into *std, or "large:A:B:C" into lg[3].  1, 3, or 0 (bad). */
+static int parse_community(const char *s, uint32_t *std, uint32_t *lg)
+{
+	unsigned long v[3];
+	int used = -1;
+	if (strchr(s, '-') || strchr(s, ' '))
+		return 0;
+	if (!strncmp(s, "large:", 6)) {
+		if (sscanf(s + 6, "%lu:%lu:%lu%n", &v[0], &v[1], &v[2], &used) != 3 || s[6 + used])
+			return 0;
+		for (int i = 0; i < 3; i++) {
+			if (v[i] > UINT32_MAX)
+				return 0;
+			lg[i] = (uint32_t)v[i];
+		}
+		return 3;
+	}
+	if (sscanf(s, "%lu:%lu%n", &v[0], &v[1], &used) != 2 || s[used] || v[0] > 65535 ||
+	    v[1] > 65535)
+		return 0;
+	*std = (uint32_t)(v[0] << 16 | v[1]);
+	return 1;
+}
+
+static void decode_bgpadv(struct dec *d, const struct tn *root, struct bgpadv_obj *b)
+{
+	const struct tn *spec = get_map(d, root, "spec");
+	size_t m = path_push(d, "spec");
+	b->npools = get_str_list(d, spec, "ipAddressPools", &b->pools);
+	b->npeers = get_str_list(d, spec, "peers", &b->peers);
+	char **comms = NULL;
+	size_t nc = get_str_list(d, spec, "communities", &comms);
+	if (nc) {
+		b->comm = xcalloc(nc, 4);
+		b->lcomm = xcalloc(nc, 12);
+	}
+	size_t mc = path_push(d, "communities");
+	for (size_t i = 0; i < nc; i++) {
+		int r = parse_community(comms[i], &b->comm[b->ncomm], &b->lcomm[3 * b->nlcomm]);
+		if (r == 1)
+			b->ncomm++;
+		else if (r == 3)
+			b->nlcomm++;
+		else {
+			size_t mi = path_idx(d, i);
+			ferr(d, get_seq(d, spec, "communities")->v[i], NULL,
+			     "invalid community \"%s\" (want A:B or large:A:B:C; Community "
+			     "aliases are not supported)",
+			     comms[i]);
+			path_pop(d, mi);
+		}
+		free(comms[i]);
+	}
+	path_pop(d, mc);
+	free(comms);
+	long v;
+	b->aggregation_length = 32;
+	b->aggregation_length_v6 = 128;
+	if (get_int(d, spec, "aggregationLength", 0, 32, &v))
+		b->aggregation_length = (uint8_t)v;
+	if (get_int(d, spec, "aggregationLengthV6", 0, 128, &v))
+		b->aggregation_length_v6 = (uint8_t)v;
+	if (get_int(d, spec, "localPref", 0, 4294967295L, &v)) {
+		b->has_local_pref = true;
+		b->local_pref = (uint32_t)v;
+	}
+	const struct tn *ns = get_seq(d, spec, "nodeSelectors");
+	if (ns && ns->n) {
+		size_t mn = path_push(d, "nodeSelectors");
+		b->node_selectors = xcalloc(ns->n, sizeof(*b->node_selectors));
+		for (size_t i = 0; i < ns->n; i++) {
+			size_t mi = path_idx(d, i);
+			if (ns->v[i]->type != T_MAP)
+				ferr(d, ns->v[i], NULL, "must be a label selector");
+			else
+				node_label_selector(d, ns->v[i], NULL,
+						    &b->node_selectors[b->nnode_selectors++]);
+			path_pop(d, mi);
+		}
+		path_pop(d, mn);
+	}
+	path_pop(d, m);
+}
+
+/* ------------------------------------------------------------------------------------------
  * documents */
 
 enum { K_DEPLOYMENT = KIND__COUNT };
@@ -1398,6 +1715,11 @@ static const struct {
     {"discovery.k8s.io", "EndpointSlice", KIND_ENDPOINTSLICE},
     {"networking.k8s.io", "NetworkPolicy", KIND_NETWORKPOLICY},
     {"metallb.io", "IPAddressPool", KIND_IPADDRESSPOOL},
+    {"metallb.io", "BGPAdvertisement", KIND_BGPADVERTISEMENT},
+    {"crd.projectcalico.org", "BGPConfiguration", KIND_BGPCONFIGURATION},
+    {"projectcalico.org", "BGPConfiguration", KIND_BGPCONFIGURATION},
+    {"crd.projectcalico.org", "BGPPeer", KIND_BGPPEER},
+    {"projectcalico.org", "BGPPeer", KIND_BGPPEER},
     {"apps", "Deployment", K_DEPLOYMENT},
 };
 
@@ -1502,6 +1824,15 @@ static void decode_object(struct dec *d, const struct tn *root, const char *dkin
 		break;
 	case KIND_IPADDRESSPOOL:
 		decode_pool(d, root, &o->pool);
+		break;
+	case KIND_BGPCONFIGURATION:
+		decode_bgpconf(d, root, &o->bgpconf);
+		break;
+	case KIND_BGPPEER:
+		decode_bgppeer(d, root, &o->bgppeer);
+		break;
+	case KIND_BGPADVERTISEMENT:
+		decode_bgpadv(d, root, &o->bgpadv);
 		break;
 	case K_DEPLOYMENT:
 		/* the Deployment's own labels are not the pods' */

@@ -22,6 +22,9 @@ static const char *const kind_names[KIND__COUNT] = {
     [KIND_ENDPOINTSLICE] = "EndpointSlice",
     [KIND_NETWORKPOLICY] = "NetworkPolicy",
     [KIND_IPADDRESSPOOL] = "IPAddressPool",
+    [KIND_BGPCONFIGURATION] = "BGPConfiguration",
+    [KIND_BGPPEER] = "BGPPeer",
+    [KIND_BGPADVERTISEMENT] = "BGPAdvertisement",
 };
 
 const char *kind_name(enum kind k)
@@ -41,7 +44,8 @@ int kind_parse(const char *s)
 
 bool kind_namespaced(enum kind k)
 {
-	return k != KIND_NAMESPACE && k != KIND_NODE && (unsigned)k < KIND__COUNT;
+	return k != KIND_NAMESPACE && k != KIND_NODE && k != KIND_BGPCONFIGURATION &&
+	       k != KIND_BGPPEER && (unsigned)k < KIND__COUNT;
 }
 
 static const char *const proto_names[] = {"TCP", "UDP", "SCTP"};
@@ -164,6 +168,13 @@ static void selector_free(struct selector *s)
 	free(s->exprs);
 }
 
+static void strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
 static void rules_free(struct np_rule *r, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -239,6 +250,29 @@ void object_free(struct object *o)
 	case KIND_IPADDRESSPOOL:
 		free(o->pool.cidrs);
 		break;
+	case KIND_BGPCONFIGURATION:
+		free(o->bgpconf.svc_cluster);
+		free(o->bgpconf.svc_external);
+		free(o->bgpconf.svc_lb);
+		break;
+	case KIND_BGPPEER:
+		free(o->bgppeer.node);
+		free(o->bgppeer.node_selector);
+		free(o->bgppeer.peer_selector);
+		free(o->bgppeer.password);
+		free(o->bgppeer.password_secret);
+		free(o->bgppeer.password_key);
+		free(o->bgppeer.source_address);
+		break;
+	case KIND_BGPADVERTISEMENT:
+		strv_free(o->bgpadv.pools, o->bgpadv.npools);
+		strv_free(o->bgpadv.peers, o->bgpadv.npeers);
+		free(o->bgpadv.comm);
+		free(o->bgpadv.lcomm);
+		for (size_t i = 0; i < o->bgpadv.nnode_selectors; i++)
+			selector_free(&o->bgpadv.node_selectors[i]);
+		free(o->bgpadv.node_selectors);
+		break;
 	default:
 		break;
 	}
@@ -264,6 +298,16 @@ static void labels_copy(struct labels *dst, const struct labels *src)
 		dst->kv[i].key = xstrdup(src->kv[i].key);
 		dst->kv[i].value = xstrdup(src->kv[i].value);
 	}
+}
+
+static char **strv_copy(char *const *v, size_t n)
+{
+	if (!n)
+		return NULL;
+	char **c = xcalloc(n, sizeof(*c));
+	for (size_t i = 0; i < n; i++)
+		c[i] = xstrdup(v[i]);
+	return c;
 }
 
 static void selector_copy(struct selector *dst, const struct selector *src)
@@ -372,6 +416,37 @@ struct object *object_clone(const struct object *o)
 	case KIND_IPADDRESSPOOL:
 		c->pool.cidrs = memdup(o->pool.cidrs, o->pool.nranges * sizeof(*o->pool.cidrs));
 		break;
+	case KIND_BGPCONFIGURATION: {
+		const struct bgpconfig_obj *b = &o->bgpconf;
+		c->bgpconf.svc_cluster = memdup(b->svc_cluster, b->nsvc_cluster * sizeof(struct ipprefix));
+		c->bgpconf.svc_external =
+		    memdup(b->svc_external, b->nsvc_external * sizeof(struct ipprefix));
+		c->bgpconf.svc_lb = memdup(b->svc_lb, b->nsvc_lb * sizeof(struct ipprefix));
+		break;
+	}
+	case KIND_BGPPEER: {
+		const struct bgppeer_obj *b = &o->bgppeer;
+		c->bgppeer.node = xstrdup(b->node);
+		c->bgppeer.node_selector = xstrdup(b->node_selector);
+		c->bgppeer.peer_selector = xstrdup(b->peer_selector);
+		c->bgppeer.password = xstrdup(b->password);
+		c->bgppeer.password_secret = xstrdup(b->password_secret);
+		c->bgppeer.password_key = xstrdup(b->password_key);
+		c->bgppeer.source_address = xstrdup(b->source_address);
+		break;
+	}
+	case KIND_BGPADVERTISEMENT: {
+		const struct bgpadv_obj *b = &o->bgpadv;
+		c->bgpadv.pools = strv_copy(b->pools, b->npools);
+		c->bgpadv.peers = strv_copy(b->peers, b->npeers);
+		c->bgpadv.comm = memdup(b->comm, b->ncomm * 4);
+		c->bgpadv.lcomm = memdup(b->lcomm, b->nlcomm * 12);
+		c->bgpadv.node_selectors =
+		    b->nnode_selectors ? xcalloc(b->nnode_selectors, sizeof(struct selector)) : NULL;
+		for (size_t i = 0; i < b->nnode_selectors; i++)
+			selector_copy(&c->bgpadv.node_selectors[i], &b->node_selectors[i]);
+		break;
+	}
 	default:
 		break;
 	}
@@ -593,6 +668,63 @@ uint64_t object_hash(const struct object *o)
 			h_prefix(&h, &o->pool.cidrs[i]);
 		h_u64(&h, o->pool.auto_assign);
 		break;
+	case KIND_BGPCONFIGURATION: {
+		const struct bgpconfig_obj *b = &o->bgpconf;
+		h_u64(&h, b->as_number);
+		h_u64(&h, b->node_mesh);
+		h_u64(&h, b->mesh_restart_time);
+		h_u64(&h, b->listen_port);
+		h_u64(&h, b->nsvc_cluster);
+		for (size_t i = 0; i < b->nsvc_cluster; i++)
+			h_prefix(&h, &b->svc_cluster[i]);
+		h_u64(&h, b->nsvc_external);
+		for (size_t i = 0; i < b->nsvc_external; i++)
+			h_prefix(&h, &b->svc_external[i]);
+		h_u64(&h, b->nsvc_lb);
+		for (size_t i = 0; i < b->nsvc_lb; i++)
+			h_prefix(&h, &b->svc_lb[i]);
+		break;
+	}
+	case KIND_BGPPEER: {
+		const struct bgppeer_obj *b = &o->bgppeer;
+		h_ip(&h, &b->peer_ip);
+		h_u64(&h, b->port);
+		h_u64(&h, b->as_number);
+		h_str(&h, b->node);
+		h_str(&h, b->node_selector);
+		h_str(&h, b->peer_selector);
+		h_str(&h, b->password);
+		h_str(&h, b->password_secret);
+		h_str(&h, b->password_key);
+		h_u64(&h, b->keep_original_next_hop);
+		h_u64(&h, b->ttl_security);
+		h_u64(&h, b->max_restart_time);
+		h_str(&h, b->source_address);
+		break;
+	}
+	case KIND_BGPADVERTISEMENT: {
+		const struct bgpadv_obj *b = &o->bgpadv;
+		h_u64(&h, b->npools);
+		for (size_t i = 0; i < b->npools; i++)
+			h_str(&h, b->pools[i]);
+		h_u64(&h, b->npeers);
+		for (size_t i = 0; i < b->npeers; i++)
+			h_str(&h, b->peers[i]);
+		h_u64(&h, b->ncomm);
+		for (size_t i = 0; i < b->ncomm; i++)
+			h_u64(&h, b->comm[i]);
+		h_u64(&h, b->nlcomm);
+		for (size_t i = 0; i < b->nlcomm * 3; i++)
+			h_u64(&h, b->lcomm[i]);
+		h_u64(&h, b->aggregation_length);
+		h_u64(&h, b->aggregation_length_v6);
+		h_u64(&h, b->has_local_pref);
+		h_u64(&h, b->local_pref);
+		h_u64(&h, b->nnode_selectors);
+		for (size_t i = 0; i < b->nnode_selectors; i++)
+			h_selector(&h, &b->node_selectors[i]);
+		break;
+	}
 	default:
 		break;
 	}

@@ -22,6 +22,9 @@ enum kind {
 	KIND_ENDPOINTSLICE,
 	KIND_NETWORKPOLICY,
 	KIND_IPADDRESSPOOL, /* metallb.io/v1beta1 IPAddressPool (used by later issues) */
+	KIND_BGPCONFIGURATION, /* crd.projectcalico.org/v1, projectcalico.org/v3 (cluster-scoped) */
+	KIND_BGPPEER,	       /* the same groups (cluster-scoped) */
+	KIND_BGPADVERTISEMENT, /* metallb.io/v1beta1 (namespaced) */
 	KIND__COUNT
 };
 #define KIND_BIT(k) (1u << (k))
@@ -206,6 +209,52 @@ struct ippool_obj {
 	bool auto_assign;	/* default true */
 };
 
+/* ---- BGPConfiguration (Calico) ---- */
+struct bgpconfig_obj {
+	uint32_t as_number;	  /* spec.asNumber; 0 = not given (Calico's default is 64512) */
+	bool node_mesh;		  /* spec.nodeToNodeMeshEnabled, default true */
+	uint32_t mesh_restart_time; /* spec.nodeMeshMaxRestartTime in seconds, 0 = not given */
+	uint16_t listen_port;	  /* spec.listenPort, 0 = 179 */
+	size_t nsvc_cluster, nsvc_external, nsvc_lb;
+	struct ipprefix *svc_cluster;  /* spec.serviceClusterIPs[].cidr */
+	struct ipprefix *svc_external; /* spec.serviceExternalIPs[].cidr */
+	struct ipprefix *svc_lb;       /* spec.serviceLoadBalancerIPs[].cidr */
+};
+
+/* ---- BGPPeer (Calico) ---- */
+struct bgppeer_obj {
+	struct ipaddr peer_ip; /* spec.peerIP ("a.b.c.d", "a.b.c.d:port", "[v6]:port"); family 0
+				* when the peers are nodes chosen by peer_selector */
+	uint16_t port;	       /* from peerIP, 0 = 179 */
+	uint32_t as_number;    /* spec.asNumber (required with peerIP) */
+	char *node;	       /* spec.node: only this node peers, or NULL */
+	char *node_selector;   /* spec.nodeSelector: Calico selector text (`all()`, `k == 'v'`), raw */
+	char *peer_selector;   /* spec.peerSelector: nodes to peer with, raw */
+	char *password;	       /* spec.password as a plain string (standalone), or NULL */
+	char *password_secret, *password_key; /* spec.password.secretKeyRef name and key */
+	bool keep_original_next_hop; /* spec.keepOriginalNextHop */
+	uint8_t ttl_security;  /* spec.ttlSecurity (hops), 0 = off */
+	uint32_t max_restart_time; /* spec.maxRestartTime seconds, 0 = not given */
+	char *source_address;  /* spec.sourceAddress: "UseNodeIP" (default) or "None" */
+};
+
+/* ---- BGPAdvertisement (metallb.io/v1beta1) ---- */
+struct bgpadv_obj {
+	size_t npools;
+	char **pools;	       /* spec.ipAddressPools; empty = every pool */
+	size_t ncomm, nlcomm;
+	uint32_t *comm;	       /* spec.communities "A:B" (A << 16 | B) */
+	uint32_t *lcomm;       /* and "large:A:B:C", 3 words each */
+	uint8_t aggregation_length;    /* spec.aggregationLength, default 32 */
+	uint8_t aggregation_length_v6; /* spec.aggregationLengthV6, default 128 */
+	bool has_local_pref;
+	uint32_t local_pref;   /* spec.localPref */
+	size_t npeers;
+	char **peers;	       /* spec.peers (BGPPeer names); empty = all */
+	size_t nnode_selectors;
+	struct selector *node_selectors; /* spec.nodeSelectors; empty = all nodes */
+};
+
 struct object {
 	enum kind kind;
 	struct meta meta;
@@ -218,6 +267,9 @@ struct object {
 		struct endpointslice_obj eps;
 		struct netpol_obj np;
 		struct ippool_obj pool;
+		struct bgpconfig_obj bgpconf;
+		struct bgppeer_obj bgppeer;
+		struct bgpadv_obj bgpadv;
 	};
 };
 

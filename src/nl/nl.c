@@ -877,6 +877,89 @@ int nl_route_del(struct nl_sock *s, const struct nl_route *r)
 	return nl_talk(s, nl_build_route(s->sbuf, RTM_DELROUTE, 0, r), NULL, NULL);
 }
 
+struct nlmsghdr *nl_build_route_multipath(void *buf, uint16_t type, uint16_t flags,
+					  const struct nl_route *r, const struct ipaddr *gws,
+					  const int *oifs, size_t n)
+{
+	struct nl_route one = *r;
+	one.gw = (struct ipaddr){0};
+	one.oif = 0;
+	if (n == 1) {
+		one.gw = gws[0];
+		one.oif = oifs ? oifs[0] : 0;
+		return nl_build_route(buf, type, flags, &one);
+	}
+	struct nlmsghdr *nlh = nl_build_route(buf, type, flags, &one);
+	struct nlattr *mp = mnl_attr_nest_start(nlh, RTA_MULTIPATH);
+	for (size_t i = 0; i < n; i++) {
+		struct rtnexthop *nh = mnl_nlmsg_get_payload_tail(nlh);
+		size_t at = nlh->nlmsg_len;
+		nlh->nlmsg_len += MNL_ALIGN(sizeof(*nh));
+		memset(nh, 0, sizeof(*nh));
+		nh->rtnh_ifindex = oifs ? oifs[i] : 0;
+		if (gws[i].family == r->dst.addr.family) {
+			put_ip(nlh, RTA_GATEWAY, &gws[i]);
+		} else {
+			uint8_t via[sizeof(struct rtvia) + 16];
+			struct rtvia *v = (struct rtvia *)via;
+			v->rtvia_family = (__kernel_sa_family_t)gws[i].family;
+			memcpy(v->rtvia_addr, gws[i].b, ip_bytes(gws[i].family));
+			mnl_attr_put(nlh, RTA_VIA, sizeof(struct rtvia) + ip_bytes(gws[i].family),
+				     via);
+		}
+		nh = (struct rtnexthop *)((char *)nlh + at);
+		nh->rtnh_len = (unsigned short)(nlh->nlmsg_len - at);
+	}
+	mnl_attr_nest_end(nlh, mp);
+	return nlh;
+}
+
+int nl_route_add_multipath(struct nl_sock *s, const struct nl_route *r, const struct ipaddr *gws,
+			   const int *oifs, size_t n, uint16_t nlm_flags)
+{
+	if (!n || n > 64 || !route_args_ok(r))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!ip_is_set(&gws[i]))
+			return -EINVAL;
+	return nl_talk(s, nl_build_route_multipath(s->sbuf, RTM_NEWROUTE, nlm_flags, r, gws, oifs, n),
+		       NULL, NULL);
+}
+
+struct route_get_ctx {
+	struct nl_route *out;
+	bool found;
+};
+
+static int route_get_cb(const struct nlmsghdr *nlh, void *arg)
+{
+	struct route_get_ctx *c = arg;
+	if (nlh->nlmsg_type != RTM_NEWROUTE || c->found)
+		return 0;
+	int r = nl_parse_route(nlh, c->out);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	c->found = true;
+	return 0;
+}
+
+int nl_route_get(struct nl_sock *s, const struct ipaddr *dst, struct nl_route *out)
+{
+	if (!ip_bytes(dst->family))
+		return -EINVAL;
+	struct nlmsghdr *nlh = msg_start(s->sbuf, RTM_GETROUTE, 0);
+	struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+	rtm->rtm_family = (uint8_t)dst->family;
+	rtm->rtm_dst_len = (uint8_t)ip_maxlen(dst->family);
+	rtm->rtm_flags = RTM_F_FIB_MATCH;
+	put_ip(nlh, RTA_DST, dst);
+	struct route_get_ctx c = {out, false};
+	int r = nl_talk(s, nlh, route_get_cb, &c);
+	if (r < 0)
+		return r;
+	return c.found ? 0 : -ENOENT;
+}
+
 struct route_dump_ctx {
 	int family;
 	uint32_t table;

@@ -107,6 +107,18 @@ struct nl_route {
 };
 /* nlm_flags: NLM_F_CREATE|NLM_F_EXCL (add), NLM_F_CREATE|NLM_F_REPLACE (replace). */
 int nl_route_add(struct nl_sock *s, const struct nl_route *r, uint16_t nlm_flags);
+/* One route with several next hops (ECMP, RTA_MULTIPATH): r gives dst, protocol, table,
+ * scope, type and priority (r->gw and r->oif are ignored); gws[i] with oifs[i] (0 = none,
+ * oifs may be NULL) are the next hops.  n == 1 sends an ordinary single-path route. */
+int nl_route_add_multipath(struct nl_sock *s, const struct nl_route *r, const struct ipaddr *gws,
+			   const int *oifs, size_t n, uint16_t nlm_flags);
+struct nlmsghdr *nl_build_route_multipath(void *buf, uint16_t type, uint16_t flags,
+					  const struct nl_route *r, const struct ipaddr *gws,
+					  const int *oifs, size_t n);
+/* The FIB route the kernel would use to reach dst (RTM_GETROUTE with RTM_F_FIB_MATCH, as
+ * `ip route get fibmatch`): its gateway tells a directly connected next hop (none) from a
+ * recursive one.  table 0 = main rules.  0, -ENETUNREACH/-EHOSTUNREACH, or -errno. */
+int nl_route_get(struct nl_sock *s, const struct ipaddr *dst, struct nl_route *out);
 /* Fields left 0 (scope, type, protocol, gw, oif, priority) match any route; a set
  * protocol restricts the delete to routes carrying it (-ESRCH otherwise). */
 int nl_route_del(struct nl_sock *s, const struct nl_route *r);

@@ -29,6 +29,7 @@
 #include "lib/ip.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "proxy/ipvs.h"
 #include "proxy/svc_list.h"
 #include "store/store.h"
 
@@ -474,6 +475,15 @@ static void print_table(json_object *root)
 	}
 }
 
+/* ---- IPVS (--proxy ipvs; ipvs_list.c): the kernel's IPVS table replaces the conntrack
+ * counts and adds IPVS's own counters, as `ipvsadm -Ln --stats` shows them ---- */
+static void ipvs_counts(json_object *root, json_object *list)
+{
+	if (!strcmp(jstr(root, "dataplane", ""), "ipvs"))
+		ipvs_annotate_listing(list);
+}
+/* ---- end IPVS ---- */
+
 static int list_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -561,6 +571,7 @@ static int list_main(int argc, char **argv)
 			strerror(-r));
 	add_counts(list, &ct);
 	smap_clear(&ct, free);
+	ipvs_counts(root, list);
 	if (!strcmp(fmt, "json"))
 		printf("%s\n", json_object_to_json_string_ext(
 				   root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));

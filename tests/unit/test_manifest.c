@@ -801,6 +801,30 @@ static const struct bad_case bad_cases[] = {
      10, "IPAddressPool/default/p", "spec.addresses[0]", "ends before it starts"},
     {"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: [1]\n", 8, "Pod/default/p", "spec",
      "must be a mapping"},
+    {"apiVersion: crd.projectcalico.org/v1\nkind: BGPPeer\nmetadata: {name: r}\nspec:\n"
+     "  peerIP: 10.0.0.1:99999\n  asNumber: 65002\n",
+     9, "BGPPeer/r", "spec.peerIP", "invalid peer address"},
+    {"apiVersion: crd.projectcalico.org/v1\nkind: BGPPeer\nmetadata: {name: r}\nspec:\n"
+     "  peerIP: 10.0.0.1\n",
+     9, "BGPPeer/r", "spec.asNumber", "required"},
+    {"apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: r}\nspec:\n"
+     "  peerIP: 10.0.0.1\n  asNumber: 70000.1\n",
+     10, "BGPPeer/r", "spec.asNumber", "invalid AS number"},
+    {"apiVersion: crd.projectcalico.org/v1\nkind: BGPPeer\nmetadata: {name: r}\nspec:\n"
+     "  peerIP: 10.0.0.1\n  asNumber: 1\n  password:\n    secretKeyRef: {name: s}\n",
+     12, "BGPPeer/r", "spec.password.secretKeyRef.key", "required"},
+    {"apiVersion: crd.projectcalico.org/v1\nkind: BGPConfiguration\nmetadata: {name: default}\n"
+     "spec:\n  nodeMeshMaxRestartTime: 2 minutes\n",
+     9, "BGPConfiguration/default", "spec.nodeMeshMaxRestartTime", "invalid duration"},
+    {"apiVersion: crd.projectcalico.org/v1\nkind: BGPConfiguration\nmetadata: {name: default}\n"
+     "spec:\n  serviceLoadBalancerIPs:\n  - cidr: 10.0.0.0/33\n",
+     10, "BGPConfiguration/default", "spec.serviceLoadBalancerIPs[0].cidr", "invalid CIDR"},
+    {"apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: a}\nspec:\n"
+     "  communities: [65001:1, no-export]\n",
+     9, "BGPAdvertisement/default/a", "spec.communities[1]", "invalid community \"no-export\""},
+    {"apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: a}\nspec:\n"
+     "  aggregationLength: 33\n",
+     9, "BGPAdvertisement/default/a", "spec.aggregationLength", "out of range 0-32"},
     {"just a string\n", 5, "", "", "not a Kubernetes object"},
 };
 
@@ -824,6 +848,89 @@ static void test_bad_inputs(void **state)
 		objlist_free(&l);
 		free(text);
 	}
+}
+
+static void test_bgp_kinds(void **state)
+{
+	(void)state;
+	struct objlist l = good(
+	    "apiVersion: crd.projectcalico.org/v1\nkind: BGPConfiguration\n"
+	    "metadata: {name: default}\nspec:\n  asNumber: 64512\n"
+	    "  nodeToNodeMeshEnabled: false\n  nodeMeshMaxRestartTime: 2m30s\n"
+	    "  listenPort: 1790\n  serviceLoadBalancerIPs:\n  - cidr: 192.168.50.0/24\n"
+	    "  serviceClusterIPs:\n  - cidr: 10.96.0.0/16\n  - cidr: fd00:96::/108\n"
+	    "---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: tor}\n"
+	    "spec:\n  peerIP: '[fd00::1]:1790'\n  asNumber: 1.10\n  nodeSelector: rack == 'a'\n"
+	    "  password:\n    secretKeyRef: {name: bgp-secrets, key: tor}\n"
+	    "  keepOriginalNextHop: true\n  ttlSecurity: 1\n  maxRestartTime: 90s\n"
+	    "---\napiVersion: crd.projectcalico.org/v1\nkind: BGPPeer\nmetadata: {name: rr}\n"
+	    "spec:\n  peerSelector: has(route-reflector)\n  node: w1\n  password: plain\n"
+	    "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\n"
+	    "metadata: {name: adv, namespace: metallb-system}\nspec:\n"
+	    "  ipAddressPools: [pool]\n  communities: ['65001:100', 'large:1:2:3']\n"
+	    "  aggregationLength: 24\n  localPref: 50\n  peers: [tor]\n"
+	    "  nodeSelectors:\n  - matchLabels: {zone: a}\n",
+	    4);
+	struct object *c = l.v[0], *p = l.v[1], *r = l.v[2], *a = l.v[3];
+	assert_string_equal(id(c), "BGPConfiguration/default");
+	assert_int_equal(c->bgpconf.as_number, 64512);
+	assert_false(c->bgpconf.node_mesh);
+	assert_int_equal(c->bgpconf.mesh_restart_time, 150);
+	assert_int_equal(c->bgpconf.listen_port, 1790);
+	assert_int_equal(c->bgpconf.nsvc_lb, 1);
+	assert_string_equal(pfxstr(&c->bgpconf.svc_lb[0]), "192.168.50.0/24");
+	assert_int_equal(c->bgpconf.nsvc_cluster, 2);
+	assert_string_equal(pfxstr(&c->bgpconf.svc_cluster[1]), "fd00:96::/108");
+
+	assert_string_equal(id(p), "BGPPeer/tor");
+	assert_string_equal(ipstr(&p->bgppeer.peer_ip), "fd00::1");
+	assert_int_equal(p->bgppeer.port, 1790);
+	assert_int_equal(p->bgppeer.as_number, 1u << 16 | 10);
+	assert_string_equal(p->bgppeer.node_selector, "rack == 'a'");
+	assert_string_equal(p->bgppeer.password_secret, "bgp-secrets");
+	assert_string_equal(p->bgppeer.password_key, "tor");
+	assert_null(p->bgppeer.password);
+	assert_true(p->bgppeer.keep_original_next_hop);
+	assert_int_equal(p->bgppeer.ttl_security, 1);
+	assert_int_equal(p->bgppeer.max_restart_time, 90);
+
+	assert_int_equal(r->bgppeer.peer_ip.family, 0);
+	assert_string_equal(r->bgppeer.peer_selector, "has(route-reflector)");
+	assert_string_equal(r->bgppeer.node, "w1");
+	assert_string_equal(r->bgppeer.password, "plain");
+
+	assert_string_equal(id(a), "BGPAdvertisement/metallb-system/adv");
+	assert_int_equal(a->bgpadv.npools, 1);
+	assert_string_equal(a->bgpadv.pools[0], "pool");
+	assert_int_equal(a->bgpadv.ncomm, 1);
+	assert_int_equal(a->bgpadv.comm[0], 65001u << 16 | 100);
+	assert_int_equal(a->bgpadv.nlcomm, 1);
+	assert_int_equal(a->bgpadv.lcomm[2], 3);
+	assert_int_equal(a->bgpadv.aggregation_length, 24);
+	assert_int_equal(a->bgpadv.aggregation_length_v6, 128);
+	assert_true(a->bgpadv.has_local_pref);
+	assert_int_equal(a->bgpadv.local_pref, 50);
+	assert_string_equal(a->bgpadv.peers[0], "tor");
+	assert_int_equal(a->bgpadv.nnode_selectors, 1);
+	struct labels zone = {0};
+	struct kv kv = {"zone", "a"};
+	zone.n = 1;
+	zone.kv = &kv;
+	assert_true(selector_matches(&a->bgpadv.node_selectors[0], &zone));
+
+	/* clone and hash cover the new kinds */
+	for (size_t i = 0; i < l.n; i++) {
+		struct object *x = object_clone(l.v[i]);
+		assert_int_equal(object_hash(x), l.v[i]->hash);
+		object_free(x);
+	}
+	objlist_free(&l);
+	/* defaults */
+	struct object *o = one("apiVersion: crd.projectcalico.org/v1\nkind: BGPConfiguration\n"
+			       "metadata: {name: default}\n");
+	assert_true(o->bgpconf.node_mesh);
+	assert_int_equal(o->bgpconf.as_number, 0);
+	object_free(o);
 }
 
 static void test_several_errors_one_doc(void **state)
@@ -1110,6 +1217,7 @@ int main(void)
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_anchors_merge),
 	    cmocka_unit_test(test_bad_inputs),
+	    cmocka_unit_test(test_bgp_kinds),
 	    cmocka_unit_test(test_several_errors_one_doc),
 	    cmocka_unit_test(test_syntax_errors),
 	    cmocka_unit_test(test_limits),
