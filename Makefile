@@ -1,6 +1,7 @@
 # twill: one multi-call binary (agent, cni, lab, cli).
 #   make          build build/twill
-#   make check    install missing Debian packages, build, run unit + integration tests
+#   make check    install missing Debian packages, build, run unit + integration tests, then
+#                 the VM tests (make vmcheck)
 #   make demo     install missing Debian packages, build, bring the lab up with examples/webpod.yaml
 #   make bench    benchmarks (not part of check); results go to bench/results/
 
@@ -62,8 +63,10 @@ integration: $(B)/twill $(B)/twill-san
 	@echo "== the CNI cases again with the ASan/UBSan build of the plugin"
 	TWILL=$(B)/twill-san $(PYTEST) -q -p no:cacheprovider -o timeout=300 tests/integration/test_cni.py
 
+# The VM part (Debian's cloud kernel under qemu, for what the host kernel lacks) runs last.
 check: deps
 	@$(MAKE) --no-print-directory all unit integration
+	@$(MAKE) --no-print-directory vmcheck
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -96,7 +99,7 @@ fuzz:
 
 # Tests that need IPVS, IPIP, dummy or WireGuard, which the host kernel may lack: inside
 # Debian's cloud kernel under qemu (scripts/vm/vm.py; VMTESTS are pytest's arguments there).
-VMTESTS    ?= tests/vm tests/integration/test_route.py -k "not restart_changes_nothing"
+VMTESTS    ?= tests/vm
 VM_TIMEOUT ?= 900
 .PHONY: vmcheck vmshell
 vmcheck: $(B)/twill
