@@ -22,8 +22,9 @@
 
 bool ct_entry_matches(const struct ct_entry *e, const struct ct_match *m)
 {
-	return e->l4 == m->l4 && e->odst == m->dst && e->odport == m->dport && e->rsrc == m->rsrc &&
-	       e->rsport == m->rsport;
+	size_t alen = e->family == AF_INET6 ? 16 : 4;
+	return e->family == m->family && e->l4 == m->l4 && !memcmp(e->odst, m->dst, alen) &&
+	       e->odport == m->dport && !memcmp(e->rsrc, m->rsrc, alen) && e->rsport == m->rsport;
 }
 
 static int nested_cb(const struct nlattr *a, void *data)
@@ -35,9 +36,13 @@ static int nested_cb(const struct nlattr *a, void *data)
 	return MNL_CB_OK;
 }
 
-static int parse_tuple(const struct nlattr *nest, uint8_t *l4, uint32_t *src, uint32_t *dst,
-		       uint16_t *sport, uint16_t *dport)
+static int parse_tuple(const struct nlattr *nest, int family, uint8_t *l4, uint8_t *src,
+		       uint8_t *dst, uint16_t *sport, uint16_t *dport)
 {
+	bool v6 = family == AF_INET6;
+	uint16_t tsrc = v6 ? CTA_IP_V6_SRC : CTA_IP_V4_SRC;
+	uint16_t tdst = v6 ? CTA_IP_V6_DST : CTA_IP_V4_DST;
+	size_t alen = v6 ? 16 : 4;
 	const struct nlattr *tb[CTA_MAX + 1] = {0};
 	if (mnl_attr_parse_nested(nest, nested_cb, tb) < 0 || !tb[CTA_TUPLE_IP] ||
 	    !tb[CTA_TUPLE_PROTO])
@@ -47,12 +52,12 @@ static int parse_tuple(const struct nlattr *nest, uint8_t *l4, uint32_t *src, ui
 	if (mnl_attr_parse_nested(tb[CTA_TUPLE_IP], nested_cb, ip) < 0 ||
 	    mnl_attr_parse_nested(tb[CTA_TUPLE_PROTO], nested_cb, pr) < 0)
 		return -EINVAL;
-	if (!ip[CTA_IP_V4_SRC] || !ip[CTA_IP_V4_DST] || !pr[CTA_PROTO_NUM] ||
-	    mnl_attr_get_payload_len(ip[CTA_IP_V4_SRC]) != 4 ||
-	    mnl_attr_get_payload_len(ip[CTA_IP_V4_DST]) != 4)
+	if (!ip[tsrc] || !ip[tdst] || !pr[CTA_PROTO_NUM] ||
+	    mnl_attr_get_payload_len(ip[tsrc]) != alen ||
+	    mnl_attr_get_payload_len(ip[tdst]) != alen)
 		return -EINVAL;
-	*src = mnl_attr_get_u32(ip[CTA_IP_V4_SRC]);
-	*dst = mnl_attr_get_u32(ip[CTA_IP_V4_DST]);
+	memcpy(src, mnl_attr_get_payload(ip[tsrc]), alen);
+	memcpy(dst, mnl_attr_get_payload(ip[tdst]), alen);
 	*l4 = mnl_attr_get_u8(pr[CTA_PROTO_NUM]);
 	*sport = pr[CTA_PROTO_SRC_PORT] ? ntohs(mnl_attr_get_u16(pr[CTA_PROTO_SRC_PORT])) : 0;
 	*dport = pr[CTA_PROTO_DST_PORT] ? ntohs(mnl_attr_get_u16(pr[CTA_PROTO_DST_PORT])) : 0;
@@ -65,16 +70,18 @@ int ct_entry_parse(const struct nlmsghdr *nlh, struct ct_entry *e)
 	if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(struct nfgenmsg)))
 		return -EINVAL;
 	const struct nfgenmsg *g = mnl_nlmsg_get_payload(nlh);
-	if (g->nfgen_family != AF_INET)
+	if (g->nfgen_family != AF_INET && g->nfgen_family != AF_INET6)
 		return -EINVAL;
+	e->family = g->nfgen_family;
 	const struct nlattr *tb[CTA_MAX + 1] = {0};
 	if (mnl_attr_parse(nlh, sizeof(struct nfgenmsg), nested_cb, tb) < 0 ||
 	    !tb[CTA_TUPLE_ORIG] || !tb[CTA_TUPLE_REPLY])
 		return -EINVAL;
 	uint8_t l4r;
-	if (parse_tuple(tb[CTA_TUPLE_ORIG], &e->l4, &e->osrc, &e->odst, &e->osport, &e->odport) <
-		0 ||
-	    parse_tuple(tb[CTA_TUPLE_REPLY], &l4r, &e->rsrc, &e->rdst, &e->rsport, &e->rdport) < 0)
+	if (parse_tuple(tb[CTA_TUPLE_ORIG], e->family, &e->l4, e->osrc, e->odst, &e->osport,
+			&e->odport) < 0 ||
+	    parse_tuple(tb[CTA_TUPLE_REPLY], e->family, &l4r, e->rsrc, e->rdst, &e->rsport,
+			&e->rdport) < 0)
 		return -EINVAL;
 	if (tb[CTA_ZONE])
 		e->zone = ntohs(mnl_attr_get_u16(tb[CTA_ZONE]));
@@ -98,14 +105,16 @@ static struct mnl_socket *ct_open(void)
 	return nl;
 }
 
-static struct nlmsghdr *ct_hdr(char *buf, uint16_t type, uint16_t flags, uint32_t seq)
+/* family AF_UNSPEC: a dump of every family */
+static struct nlmsghdr *ct_hdr(char *buf, uint16_t type, uint16_t flags, uint32_t seq,
+			       uint8_t family)
 {
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
 	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | type;
 	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
 	nlh->nlmsg_seq = seq;
 	struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
-	g->nfgen_family = AF_INET;
+	g->nfgen_family = family;
 	g->version = NFNETLINK_V0;
 	g->res_id = 0;
 	return nlh;
@@ -131,7 +140,7 @@ static int dump_on(struct mnl_socket *nl, int (*fn)(const struct ct_entry *e, vo
 {
 	char *buf = xmalloc(MNL_SOCKET_BUFFER_SIZE * 4);
 	uint32_t seq = (uint32_t)time(NULL);
-	struct nlmsghdr *nlh = ct_hdr(buf, IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq);
+	struct nlmsghdr *nlh = ct_hdr(buf, IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq, AF_UNSPEC);
 	int r = 0;
 	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
 		r = -errno;
@@ -193,11 +202,12 @@ static int collect_cb(const struct ct_entry *e, void *arg)
 static int delete_one(struct mnl_socket *nl, const struct ct_entry *e, uint32_t seq)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
-	struct nlmsghdr *nlh = ct_hdr(buf, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, seq);
+	struct nlmsghdr *nlh = ct_hdr(buf, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, seq, e->family);
 	struct nlattr *t = mnl_attr_nest_start(nlh, CTA_TUPLE_ORIG);
 	struct nlattr *ip = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
-	mnl_attr_put_u32(nlh, CTA_IP_V4_SRC, e->osrc);
-	mnl_attr_put_u32(nlh, CTA_IP_V4_DST, e->odst);
+	bool v6 = e->family == AF_INET6;
+	mnl_attr_put(nlh, v6 ? CTA_IP_V6_SRC : CTA_IP_V4_SRC, v6 ? 16 : 4, e->osrc);
+	mnl_attr_put(nlh, v6 ? CTA_IP_V6_DST : CTA_IP_V4_DST, v6 ? 16 : 4, e->odst);
 	mnl_attr_nest_end(nlh, ip);
 	struct nlattr *pr = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
 	mnl_attr_put_u8(nlh, CTA_PROTO_NUM, e->l4);

@@ -168,17 +168,28 @@ void healthcheck_free(struct healthcheck *h)
 	free(h);
 }
 
+/* One socket for both families ([::], IPV6_V6ONLY off), so IPv6 nodes are asked too; an
+ * IPv4 socket where the kernel has no IPv6. */
 static int listen_on(int epfd, uint16_t port)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	bool v6 = true;
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 && errno == EAFNOSUPPORT) {
+		v6 = false;
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	}
 	if (fd < 0)
 		return -errno;
-	int one = 1;
+	int one = 1, zero = 0;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+	if (v6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
 	struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0 ||
-	    epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+	if ((v6 ? bind(fd, (struct sockaddr *)&sa6, sizeof(sa6))
+		: bind(fd, (struct sockaddr *)&sa, sizeof(sa))) < 0 ||
+	    listen(fd, 64) < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		int e = -errno;
 		close(fd);
 		return e;

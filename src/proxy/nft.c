@@ -18,6 +18,7 @@
 /* glibc's netinet/ headers first, in their own block: the linux/ headers below would
  * otherwise define struct in_addr a second time */
 #include <arpa/inet.h>
+#include <netinet/icmp6.h>
 #include <netinet/in.h>
 #include <netinet/ip_icmp.h>
 
@@ -52,18 +53,25 @@
 /* nftables' user-space type ids (nftables src/datatype.h), for `nft list` to print keys */
 #define NFT_TYPE_INTEGER 4
 #define NFT_TYPE_IPADDR 7
+#define NFT_TYPE_IP6ADDR 8
 #define NFT_TYPE_INET_PROTOCOL 12
 #define NFT_TYPE_INET_SERVICE 13
 #define NFT_TYPE_BITS 6
 #define CONCAT2(a, b) (((a) << NFT_TYPE_BITS) | (b))
-#define SVC_KEY_TYPE CONCAT2(CONCAT2(NFT_TYPE_IPADDR, NFT_TYPE_INET_PROTOCOL), NFT_TYPE_INET_SERVICE)
-#define SVC_KEY_LEN 12 /* ipv4 addr . proto (padded to 4) . port (padded to 4) */
+/* Keys and data per family, with A the address length (4 or 16):
+ *   service key   addr . proto (padded to 4) . port (padded to 4)   A + 8 bytes
+ *   backends key  slot . service key                                4 + A + 8
+ *   backends data addr . port (padded to 4)                         A + 4
+ *   hairpin key   addr . addr                                       2 A */
+#define SVC_KEY_TYPE(at) CONCAT2(CONCAT2(at, NFT_TYPE_INET_PROTOCOL), NFT_TYPE_INET_SERVICE)
+#define SVC_KEY_MAX 24
 #define NFT_TYPE_MARK 19 /* a 32-bit host-order integer with a size, so nft can print it */
-/* slot . ip daddr . l4proto . th dport */
-#define BE_KEY_TYPE ((NFT_TYPE_MARK << (3 * NFT_TYPE_BITS)) | SVC_KEY_TYPE)
-#define BE_KEY_LEN (4 + SVC_KEY_LEN)
-#define BE_DATA_TYPE CONCAT2(NFT_TYPE_IPADDR, NFT_TYPE_INET_SERVICE)
-#define HP_KEY_TYPE CONCAT2(NFT_TYPE_IPADDR, NFT_TYPE_IPADDR)
+#define BE_KEY_TYPE(at) ((NFT_TYPE_MARK << (3 * NFT_TYPE_BITS)) | SVC_KEY_TYPE(at))
+#define BE_KEY_MAX (4 + SVC_KEY_MAX)
+#define BE_DATA_TYPE(at) CONCAT2(at, NFT_TYPE_INET_SERVICE)
+#define HP_KEY_TYPE(at) CONCAT2(at, at)
+/* register n of 32 bits */
+#define R32(n) ((uint32_t)NFT_REG32_00 + (uint32_t)(n))
 #define UDATA_COMMENT 0 /* NFTNL_UDATA_CHAIN_COMMENT */
 #define SIG_PREFIX "twill:"
 #define ELEMS_PER_MSG 256
@@ -81,9 +89,9 @@ enum ck { CK_PICK, CK_EXT, CK_SVC };
 static const char *const sched_names[] = {"random", "rr", "sh", "dh"};
 
 struct be {
-	uint32_t ip; /* network order; 0: an empty slot */
+	uint32_t ip; /* IPv4: the address (network order); IPv6: its handle (struct pool) */
 	uint16_t port;
-	uint16_t weight;
+	uint16_t weight; /* >= 1; 0: an empty slot */
 };
 
 struct dchain {
@@ -99,7 +107,7 @@ struct dchain {
 /* A service map entry (desired or applied) and, when it forwards, its backends. */
 struct delem {
 	int map;
-	uint8_t key[SVC_KEY_LEN];
+	uint8_t key[SVC_KEY_MAX];
 	uint32_t verdict; /* NFT_GOTO or NF_DROP */
 	char *chain;
 	char *aff;	  /* the affinity map of its group, or NULL */
@@ -125,30 +133,43 @@ struct nbuf {
 	size_t len, cap;
 };
 
-/* A set of, or counts by, IPv4 addresses: open addressing with linear probing, 8 bytes a
- * slot (one backend address per hairpin element; 250,000 of them as smap strings would
- * cost tens of MB).  A value of 0 is an empty slot. */
-struct u32map {
+/* A set of, or counts by, addresses of one family (kw 32-bit words a key: 1 for IPv4, 4
+ * for IPv6): open addressing with linear probing, 4 (kw + 1) bytes a slot (one backend
+ * address per hairpin element; 250,000 of them as smap strings would cost tens of MB).  A
+ * value of 0 is an empty slot. */
+struct amap {
 	size_t n, cap; /* cap: 0 or a power of two */
+	unsigned kw;
 	uint32_t *k, *v;
 };
 
-static size_t u32_home(const struct u32map *m, uint32_t k)
+static size_t a_home(const struct amap *m, const uint32_t *k)
 {
-	return (size_t)((k * 0x9E3779B1u) ^ (k >> 16)) & (m->cap - 1);
+	uint32_t h = 0;
+	for (unsigned i = 0; i < m->kw; i++)
+		h = (h ^ k[i]) * 0x9E3779B1u;
+	return (size_t)(h ^ (h >> 16)) & (m->cap - 1);
 }
 
-static uint32_t *u32map_get(const struct u32map *m, uint32_t k)
+static uint32_t *amap_key(const struct amap *m, size_t i)
 {
-	for (size_t i = m->cap ? u32_home(m, k) : 0; m->cap && m->v[i]; i = (i + 1) & (m->cap - 1))
-		if (m->k[i] == k)
+	return m->k + i * m->kw;
+}
+
+/* addr: kw words (any alignment) */
+static uint32_t *amap_get(const struct amap *m, const void *addr)
+{
+	uint32_t k[4] = {0};
+	memcpy(k, addr, m->kw * 4);
+	for (size_t i = m->cap ? a_home(m, k) : 0; m->cap && m->v[i]; i = (i + 1) & (m->cap - 1))
+		if (!memcmp(amap_key(m, i), k, m->kw * 4))
 			return &m->v[i];
 	return NULL;
 }
 
-static void u32map_del(struct u32map *m, uint32_t k)
+static void amap_del(struct amap *m, const void *addr)
 {
-	uint32_t *v = u32map_get(m, k);
+	uint32_t *v = amap_get(m, addr);
 	if (!v)
 		return;
 	size_t i = (size_t)(v - m->v);
@@ -156,9 +177,9 @@ static void u32map_del(struct u32map *m, uint32_t k)
 	m->n--;
 	/* backward shift: move later members of the run into the hole when allowed */
 	for (size_t j = (i + 1) & (m->cap - 1); m->v[j]; j = (j + 1) & (m->cap - 1)) {
-		size_t h = u32_home(m, m->k[j]);
+		size_t h = a_home(m, amap_key(m, j));
 		if ((j > i && (h <= i || h > j)) || (j < i && h <= i && h > j)) {
-			m->k[i] = m->k[j];
+			memcpy(amap_key(m, i), amap_key(m, j), m->kw * 4);
 			m->v[i] = m->v[j];
 			m->v[j] = 0;
 			i = j;
@@ -166,54 +187,74 @@ static void u32map_del(struct u32map *m, uint32_t k)
 	}
 }
 
-/* Add delta to k's value (a new key starts at 0); the key goes when its value is 0. */
-static void u32map_add(struct u32map *m, uint32_t k, int delta)
+/* Add delta to addr's value (a new key starts at 0); the key goes when its value is 0. */
+static void amap_add(struct amap *m, const void *addr, int delta)
 {
-	uint32_t *v = u32map_get(m, k);
+	uint32_t *v = amap_get(m, addr);
 	if (v) {
 		*v = (uint32_t)((int64_t)*v + delta);
 		if (!*v)
-			u32map_del(m, k);
+			amap_del(m, addr);
 		return;
 	}
 	if (delta <= 0)
 		return;
 	if (2 * (m->n + 1) > m->cap) {
-		struct u32map g = {0, m->cap ? 2 * m->cap : 64, NULL, NULL};
-		g.k = xcalloc(g.cap, sizeof(*g.k));
+		struct amap g = {0, m->cap ? 2 * m->cap : 64, m->kw, NULL, NULL};
+		g.k = xcalloc(g.cap * g.kw, sizeof(*g.k));
 		g.v = xcalloc(g.cap, sizeof(*g.v));
 		for (size_t i = 0; i < m->cap; i++)
 			if (m->v[i])
-				u32map_add(&g, m->k[i], (int)m->v[i]);
+				amap_add(&g, amap_key(m, i), (int)m->v[i]);
 		free(m->k);
 		free(m->v);
 		*m = g;
 	}
-	size_t i = u32_home(m, k);
+	uint32_t k[4] = {0};
+	memcpy(k, addr, m->kw * 4);
+	size_t i = a_home(m, k);
 	while (m->v[i])
 		i = (i + 1) & (m->cap - 1);
-	m->k[i] = k;
+	memcpy(amap_key(m, i), k, m->kw * 4);
 	m->v[i] = (uint32_t)delta;
 	m->n++;
 }
 
-static void u32map_clear(struct u32map *m)
+static void amap_clear(struct amap *m)
 {
 	free(m->k);
 	free(m->v);
-	memset(m, 0, sizeof(*m));
+	m->k = m->v = NULL;
+	m->n = m->cap = 0;
 }
 
-#define u32map_foreach(m, i)                                                                       \
+#define amap_foreach(m, i)                                                                         \
 	for (size_t i = 0; i < (m)->cap; i++)                                                      \
 		if ((m)->v[i])
 
-struct nft_writer {
-	struct svc_planner *sp;
-	char *table;
+/* IPv6 backend addresses, interned: a backend is 8 bytes in either family (there are
+ * hundreds of thousands of them, in three copies: desired, slots, applied).  A handle is an
+ * index into a; idx maps an address to its handle + 1.  Unused addresses are dropped by
+ * pool_gc, which renumbers every handle in use. */
+struct pool {
+	size_t n, cap;
+	uint8_t (*a)[16];
+	struct amap idx;
+	size_t live; /* n after the last collection */
+};
+
+/* One family's table (ip twill or ip6 twill): its desired and applied content. */
+struct fam {
+	int af;		       /* AF_INET, AF_INET6 */
+	uint8_t nfproto;       /* NFPROTO_IPV4, NFPROTO_IPV6 */
+	uint32_t alen;	       /* address length: 4, 16 */
+	uint32_t aw;	       /* address length in registers: 1, 4 */
+	uint32_t klen;	       /* service key length: alen + 8 */
+	uint32_t atype;	       /* NFT_TYPE_IPADDR, NFT_TYPE_IP6ADDR */
+	uint32_t saddr, daddr; /* network header offsets */
+	const char *table;
 	uint32_t mark;
-	struct mnl_socket *nl;
-	uint32_t portid, seq;
+	bool present; /* the table is in the kernel (dump, or a transaction that made it) */
 
 	struct smap dchains;  /* name -> struct dchain */
 	struct smap delems;   /* ekey -> struct delem */
@@ -221,12 +262,24 @@ struct nft_writer {
 	struct smap achains;  /* name -> struct applied_chain (dynamic chains only) */
 	struct smap aelems;   /* ekey -> struct delem */
 	struct smap asets;    /* affinity maps in the kernel (names) */
-	struct u32map dhair;  /* hairpin: backend address -> number of entries using it */
-	struct u32map ahair;  /* hairpin elements in the kernel (value 1) */
-	struct u32map dirty_h;
+	struct amap dhair;    /* hairpin: backend address -> number of entries using it */
+	struct amap ahair;    /* hairpin elements in the kernel (value 1) */
+	struct amap dirty_h;
 	struct smap dirty_c, dirty_e;
 	size_t norphans; /* backends elements of no service entry (dump): deleted on sync */
-	uint8_t (*orphans)[BE_KEY_LEN];
+	uint8_t (*orphans)[BE_KEY_MAX];
+	struct pool pool; /* IPv6 only */
+};
+
+#define NFAM 2 /* fam[0]: ip twill (IPv4), fam[1]: ip6 twill (IPv6) */
+
+struct nft_writer {
+	struct svc_planner *sp;
+	char *table;
+	uint32_t mark;
+	struct mnl_socket *nl;
+	uint32_t portid, seq;
+	struct fam fam[NFAM];
 	struct ct_match *ct_pending; /* stale conntrack entries still to delete */
 	size_t nct_pending;
 	bool need_dump;
@@ -241,28 +294,115 @@ static uint8_t l4_of(enum proto p)
 	return p == PROTO_TCP ? IPPROTO_TCP : p == PROTO_UDP ? IPPROTO_UDP : 132 /* SCTP */;
 }
 
-static void key_build(uint8_t key[SVC_KEY_LEN], uint32_t ip_be, uint8_t l4, uint16_t port)
+static void key_build(const struct fam *f, uint8_t key[SVC_KEY_MAX], const void *ip, uint8_t l4,
+		      uint16_t port)
 {
-	memset(key, 0, SVC_KEY_LEN);
-	memcpy(key, &ip_be, 4);
-	key[4] = l4;
+	memset(key, 0, SVC_KEY_MAX);
+	memcpy(key, ip, f->alen);
+	key[f->alen] = l4;
 	uint16_t p = htons(port);
-	memcpy(key + 8, &p, 2);
+	memcpy(key + f->alen + 4, &p, 2);
 }
 
-static void key_str(const uint8_t key[SVC_KEY_LEN], char *buf, size_t size)
+static uint16_t key_port(const struct fam *f, const uint8_t *key)
 {
 	uint16_t p;
-	memcpy(&p, key + 8, 2);
-	snprintf(buf, size, "%u.%u.%u.%u/%u/%u", key[0], key[1], key[2], key[3], key[4], ntohs(p));
+	memcpy(&p, key + f->alen + 4, 2);
+	return ntohs(p);
 }
 
-static void hair_ref(struct nft_writer *w, const struct delem *e, int delta)
+static void key_str(const struct fam *f, const uint8_t *key, char *buf, size_t size)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	inet_ntop(f->af, key, ip, sizeof(ip));
+	snprintf(buf, size, "%s/%u/%u", ip, key[f->alen], key_port(f, key));
+}
+
+static bool be_used(const struct be *b)
+{
+	return b->weight != 0;
+}
+
+/* Same address and port (an IPv6 address has one handle). */
+static bool be_same(const struct be *a, const struct be *b)
+{
+	return a->ip == b->ip && a->port == b->port;
+}
+
+static uint32_t pool_intern(struct pool *p, const void *addr)
+{
+	uint32_t *h = amap_get(&p->idx, addr);
+	if (h)
+		return *h - 1;
+	if (p->n == p->cap) {
+		p->cap = p->cap ? 2 * p->cap : 64;
+		p->a = xrealloc(p->a, p->cap * sizeof(*p->a));
+	}
+	memcpy(p->a[p->n], addr, 16);
+	amap_add(&p->idx, addr, (int)(p->n + 1));
+	return (uint32_t)p->n++;
+}
+
+static void pool_free(struct pool *p)
+{
+	free(p->a);
+	amap_clear(&p->idx);
+	p->a = NULL;
+	p->n = p->cap = p->live = 0;
+}
+
+/* A backend's value for an address of the family. */
+static uint32_t be_handle(struct fam *f, const void *addr)
+{
+	uint32_t v4;
+	if (f->af == AF_INET6)
+		return pool_intern(&f->pool, addr);
+	memcpy(&v4, addr, 4);
+	return v4;
+}
+
+/* A backend's address (f->alen bytes). */
+static const void *be_addr(const struct fam *f, const struct be *b)
+{
+	return f->af == AF_INET6 ? (const void *)f->pool.a[b->ip] : (const void *)&b->ip;
+}
+
+static void pool_renumber(struct pool *np, const struct pool *old, struct be *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (be_used(&v[i]))
+			v[i].ip = pool_intern(np, old->a[v[i].ip]);
+}
+
+/* Drop the IPv6 addresses no backend uses any more, once they are as many as the rest
+ * (amortized: a collection walks every backend). */
+static void pool_gc(struct fam *f)
+{
+	struct pool *p = &f->pool;
+	if (f->af != AF_INET6 || p->n < 2 * p->live + 1024)
+		return;
+	struct pool np = {0};
+	np.idx.kw = 4;
+	const struct smap *maps[] = {&f->delems, &f->aelems};
+	for (size_t m = 0; m < 2; m++)
+		smap_foreach(maps[m], it)
+		{
+			struct delem *d = it->val;
+			pool_renumber(&np, p, d->be, d->nbe);
+			pool_renumber(&np, p, d->slots, d->slots ? d->nslots : 0);
+		}
+	pool_free(p);
+	*p = np;
+	p->live = p->n;
+}
+
+static void hair_ref(struct fam *f, const struct delem *e, int delta)
 {
 	for (size_t i = 0; i < e->nbe; i++) {
-		u32map_add(&w->dhair, e->be[i].ip, delta);
-		if (!u32map_get(&w->dirty_h, e->be[i].ip))
-			u32map_add(&w->dirty_h, e->be[i].ip, 1);
+		const void *ip = be_addr(f, &e->be[i]);
+		amap_add(&f->dhair, ip, delta);
+		if (!amap_get(&f->dirty_h, ip))
+			amap_add(&f->dirty_h, ip, 1);
 	}
 }
 
@@ -310,8 +450,8 @@ static uint64_t dchain_sig(const struct dchain *c, uint32_t mark)
 
 /* Put a chain into the desired set for one more contributing Service (the same name always
  * has the same content: names carry what the rules are made from). */
-static void want_chain(struct nft_writer *w, struct contrib *ct, struct smap *seen,
-		       struct dchain *c, const char *name)
+static void want_chain(struct fam *w, struct contrib *ct, struct smap *seen, struct dchain *c,
+		       const char *name)
 {
 	if (smap_has(seen, name)) {
 		dchain_free(c);
@@ -333,7 +473,7 @@ static void want_chain(struct nft_writer *w, struct contrib *ct, struct smap *se
 	smap_add(&w->dirty_c, name);
 }
 
-static void unwant_chain(struct nft_writer *w, const char *name)
+static void unwant_chain(struct fam *w, const char *name)
 {
 	struct dchain *c = smap_get(&w->dchains, name);
 	if (c && --c->refs == 0)
@@ -342,7 +482,7 @@ static void unwant_chain(struct nft_writer *w, const char *name)
 }
 
 /* The chain an entry with backends goes to (wanted, with what it continues in). */
-static char *entry_chain(struct nft_writer *w, struct contrib *ct, struct smap *seen,
+static char *entry_chain(struct fam *w, struct contrib *ct, struct smap *seen,
 			 const struct svc_entry *e, size_t nslots)
 {
 	struct dchain *c = xcalloc(1, sizeof(*c));
@@ -368,7 +508,7 @@ static char *entry_chain(struct nft_writer *w, struct contrib *ct, struct smap *
 	return name;
 }
 
-static void service_apply(struct nft_writer *w, const char *key)
+static void service_apply(struct fam *w, struct svc_planner *sp, const char *key)
 {
 	struct contrib *old = smap_del(&w->contribs, key);
 	if (old) {
@@ -383,25 +523,27 @@ static void service_apply(struct nft_writer *w, const char *key)
 			unwant_chain(w, old->chains[i]);
 		contrib_free(old);
 	}
-	const struct svc_entries *es = svc_planner_get(w->sp, key);
+	const struct svc_entries *es = svc_planner_get(sp, key);
 	if (!es)
 		return;
 	struct contrib *ct = xcalloc(1, sizeof(*ct));
 	struct smap seen = SMAP_INIT;
 	for (size_t i = 0; i < es->n; i++) {
 		const struct svc_entry *e = &es->v[i];
-		if (e->vip.family != AF_INET)
-			continue; /* the ip table is IPv4 only */
+		if (e->vip.family != w->af)
+			continue; /* the other family's table */
 		struct delem *el = xcalloc(1, sizeof(*el));
-		key_build(el->key, e->vip.v4.s_addr, l4_of(e->proto), e->port);
+		key_build(w, el->key, e->vip.b, l4_of(e->proto), e->port);
 		el->be = xcalloc(e->nbackends + 1, sizeof(*el->be));
 		for (size_t b = 0; e->verdict == SVC_FORWARD && b < e->nbackends; b++) {
 			const struct svc_backend *be = &e->backends[b];
-			if (be->ip.family != AF_INET)
+			if (be->ip.family != w->af)
 				continue;
-			uint16_t wt = be->weight ? be->weight : 1;
-			el->be[el->nbe++] = (struct be){be->ip.v4.s_addr, be->port, wt};
-			el->nslots += wt;
+			struct be *nb = &el->be[el->nbe++];
+			nb->ip = be_handle(w, be->ip.b);
+			nb->port = be->port;
+			nb->weight = be->weight ? be->weight : 1;
+			el->nslots += nb->weight;
 		}
 		if (el->nbe) {
 			el->map = MAP_SERVICES;
@@ -418,8 +560,8 @@ static void service_apply(struct nft_writer *w, const char *key)
 				el->verdict = NF_DROP;
 			}
 		}
-		char ks[64];
-		key_str(el->key, ks, sizeof(ks));
+		char ks[80];
+		key_str(w, el->key, ks, sizeof(ks));
 		bool created;
 		void **slot = smap_slot(&w->delems, ks, &created);
 		if (!created) { /* the planner keeps keys unique; be safe anyway */
@@ -451,15 +593,14 @@ static void assign_slots(struct delem *d, const struct delem *a)
 		left[i] = d->be[i].weight;
 	for (size_t s = 0; a && s < a->nslots && s < d->nslots; s++)
 		for (size_t i = 0; i < d->nbe; i++)
-			if (left[i] && d->be[i].ip == a->slots[s].ip &&
-			    d->be[i].port == a->slots[s].port) {
+			if (left[i] && be_used(&a->slots[s]) && be_same(&d->be[i], &a->slots[s])) {
 				d->slots[s] = d->be[i];
 				left[i]--;
 				break;
 			}
 	size_t i = 0;
 	for (size_t s = 0; s < d->nslots; s++) {
-		if (d->slots[s].ip)
+		if (be_used(&d->slots[s]))
 			continue;
 		while (i < d->nbe && !left[i])
 			i++;
@@ -547,7 +688,7 @@ static bool is_dynamic(const char *name)
 
 static int chain_cb(const struct nlmsghdr *nlh, void *arg)
 {
-	struct nft_writer *w = arg;
+	struct fam *w = arg;
 	struct nftnl_chain *c = nftnl_chain_alloc();
 	if (!c || nftnl_chain_nlmsg_parse(nlh, c) < 0) {
 		nftnl_chain_free(c);
@@ -555,6 +696,8 @@ static int chain_cb(const struct nlmsghdr *nlh, void *arg)
 	}
 	const char *table = nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE);
 	const char *name = nftnl_chain_get_str(c, NFTNL_CHAIN_NAME);
+	if (table && !strcmp(table, w->table))
+		w->present = true;
 	if (table && name && !strcmp(table, w->table) && is_dynamic(name)) {
 		bool created;
 		void **slot = smap_slot(&w->achains, name, &created);
@@ -568,7 +711,7 @@ static int chain_cb(const struct nlmsghdr *nlh, void *arg)
 /* A dynamic chain's rules carry the signature of the content they were made from. */
 static int rule_cb(const struct nlmsghdr *nlh, void *arg)
 {
-	struct nft_writer *w = arg;
+	struct fam *w = arg;
 	struct nftnl_rule *r = nftnl_rule_alloc();
 	if (!r || nftnl_rule_nlmsg_parse(nlh, r) < 0) {
 		nftnl_rule_free(r);
@@ -605,7 +748,7 @@ static int rule_cb(const struct nlmsghdr *nlh, void *arg)
 
 static int set_cb(const struct nlmsghdr *nlh, void *arg)
 {
-	struct nft_writer *w = arg;
+	struct fam *w = arg;
 	struct nftnl_set *s = nftnl_set_alloc();
 	if (s && nftnl_set_nlmsg_parse(nlh, s) >= 0) {
 		const char *table = nftnl_set_get_str(s, NFTNL_SET_TABLE);
@@ -620,22 +763,22 @@ static int set_cb(const struct nlmsghdr *nlh, void *arg)
 enum { ELEMS_SERVICES, ELEMS_NOEP, ELEMS_BACKENDS, ELEMS_HAIRPIN };
 
 struct elem_ctx {
-	struct nft_writer *w;
+	struct fam *w;
 	int what;
 };
 
 /* slot . entry key -> backend: the applied entry's slot (after the service maps' dump) */
 static void backend_elem(struct elem_ctx *ec, const uint8_t *key, const uint8_t *data)
 {
-	struct nft_writer *w = ec->w;
+	struct fam *w = ec->w;
 	uint32_t slot;
 	memcpy(&slot, key, 4);
-	char ks[64];
-	key_str(key + 4, ks, sizeof(ks));
+	char ks[80];
+	key_str(w, key + 4, ks, sizeof(ks));
 	struct delem *a = smap_get(&w->aelems, ks);
 	if (!a || slot >= (1u << 24)) { /* no entry has it: delete it on the next sync */
 		w->orphans = xrealloc(w->orphans, (w->norphans + 1) * sizeof(*w->orphans));
-		memcpy(w->orphans[w->norphans++], key, BE_KEY_LEN);
+		memcpy(w->orphans[w->norphans++], key, 4 + w->klen);
 		return;
 	}
 	if (slot >= a->nslots) {
@@ -644,41 +787,40 @@ static void backend_elem(struct elem_ctx *ec, const uint8_t *key, const uint8_t 
 		a->nslots = slot + 1;
 	}
 	uint16_t port;
-	memcpy(&a->slots[slot].ip, data, 4);
-	memcpy(&port, data + 4, 2);
+	memset(&a->slots[slot], 0, sizeof(a->slots[slot]));
+	a->slots[slot].ip = be_handle(w, data);
+	memcpy(&port, data + w->alen, 2);
 	a->slots[slot].port = ntohs(port);
+	a->slots[slot].weight = 1;
 }
 
 static int elem_iter(struct nftnl_set_elem *e, void *arg)
 {
 	struct elem_ctx *ec = arg;
+	const struct fam *f = ec->w;
 	uint32_t len = 0, dlen = 0;
 	const uint8_t *key = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len);
 	if (ec->what == ELEMS_BACKENDS) {
 		const uint8_t *data = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dlen);
-		if (key && len == BE_KEY_LEN && data && dlen == 8)
+		if (key && len == 4 + f->klen && data && dlen == f->alen + 4)
 			backend_elem(ec, key, data);
 		return 0;
 	}
 	if (ec->what == ELEMS_HAIRPIN) {
-		if (key && len == 8) {
-			uint32_t ip;
-			memcpy(&ip, key, 4);
-			if (!u32map_get(&ec->w->ahair, ip))
-				u32map_add(&ec->w->ahair, ip, 1);
-		}
+		if (key && len == 2 * f->alen && !amap_get(&ec->w->ahair, key))
+			amap_add(&ec->w->ahair, key, 1);
 		return 0;
 	}
-	if (!key || len != SVC_KEY_LEN)
+	if (!key || len != f->klen)
 		return 0;
 	struct delem *el = xcalloc(1, sizeof(*el));
 	el->map = ec->what;
-	memcpy(el->key, key, SVC_KEY_LEN);
+	memcpy(el->key, key, f->klen);
 	el->verdict = nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT);
 	const char *chain = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
 	el->chain = chain ? xstrdup(chain) : NULL;
-	char ks[64];
-	key_str(el->key, ks, sizeof(ks));
+	char ks[80];
+	key_str(f, el->key, ks, sizeof(ks));
 	bool created;
 	void **slot = smap_slot(&ec->w->aelems, ks, &created);
 	delem_free(*slot); /* a key in both maps: keep the later; the diff fixes it */
@@ -697,7 +839,7 @@ static int elem_cb(const struct nlmsghdr *nlh, void *arg)
 
 static char *aff_chain_name(const char *aff_map);
 
-static void mark_all_dirty(struct nft_writer *w)
+static void mark_all_dirty(struct fam *w)
 {
 	const struct smap *maps[] = {&w->achains, &w->dchains};
 	for (size_t i = 0; i < 2; i++)
@@ -705,10 +847,10 @@ static void mark_all_dirty(struct nft_writer *w)
 	const struct smap *emaps[] = {&w->aelems, &w->delems};
 	for (size_t i = 0; i < 2; i++)
 		smap_foreach(emaps[i], it) smap_add(&w->dirty_e, it->key);
-	const struct u32map *hmaps[] = {&w->ahair, &w->dhair};
+	const struct amap *hmaps[] = {&w->ahair, &w->dhair};
 	for (size_t h = 0; h < 2; h++)
-		u32map_foreach(hmaps[h], i) if (!u32map_get(&w->dirty_h, hmaps[h]->k[i]))
-		    u32map_add(&w->dirty_h, hmaps[h]->k[i], 1);
+		amap_foreach(hmaps[h], i) if (!amap_get(&w->dirty_h, amap_key(hmaps[h], i)))
+		    amap_add(&w->dirty_h, amap_key(hmaps[h], i), 1);
 	/* an affinity map belongs to the service chain of the same group */
 	smap_foreach(&w->asets, it)
 	{
@@ -725,47 +867,47 @@ static int dump_elems(struct nft_writer *w, const char *set, struct elem_ctx *ec
 	nftnl_set_set_str(s, NFTNL_SET_TABLE, w->table);
 	nftnl_set_set_str(s, NFTNL_SET_NAME, set);
 	struct nlmsghdr *nlh =
-	    nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, NFPROTO_IPV4, NLM_F_DUMP, ++w->seq);
+	    nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, ec->w->nfproto, NLM_F_DUMP, ++w->seq);
 	nftnl_set_elems_nlmsg_build_payload(nlh, s);
 	nftnl_set_free(s);
 	return dump(w, nlh, elem_cb, ec);
 }
 
-static int dump_kernel(struct nft_writer *w)
+/* What one family's table holds. */
+static int dump_kernel(struct nft_writer *w, struct fam *f)
 {
-	smap_clear(&w->achains, free);
-	smap_clear(&w->aelems, delem_free);
-	smap_clear(&w->asets, NULL);
-	u32map_clear(&w->ahair);
-	free(w->orphans);
-	w->orphans = NULL;
-	w->norphans = 0;
+	f->present = false;
+	smap_clear(&f->achains, free);
+	smap_clear(&f->aelems, delem_free);
+	smap_clear(&f->asets, NULL);
+	amap_clear(&f->ahair);
+	free(f->orphans);
+	f->orphans = NULL;
+	f->norphans = 0;
 	char buf[8192];
 	struct nlmsghdr *nlh =
-	    nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN, NFPROTO_IPV4, NLM_F_DUMP, ++w->seq);
-	int r = dump(w, nlh, chain_cb, w);
+	    nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN, f->nfproto, NLM_F_DUMP, ++w->seq);
+	int r = dump(w, nlh, chain_cb, f);
 	if (r == 0) {
 		struct nftnl_rule *rl = nftnl_rule_alloc();
 		nftnl_rule_set_str(rl, NFTNL_RULE_TABLE, w->table);
-		nlh =
-		    nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETRULE, NFPROTO_IPV4, NLM_F_DUMP, ++w->seq);
+		nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETRULE, f->nfproto, NLM_F_DUMP, ++w->seq);
 		nftnl_rule_nlmsg_build_payload(nlh, rl);
 		nftnl_rule_free(rl);
-		r = dump(w, nlh, rule_cb, w);
+		r = dump(w, nlh, rule_cb, f);
 	}
 	if (r == 0) {
 		struct nftnl_set *s = nftnl_set_alloc();
 		nftnl_set_set_str(s, NFTNL_SET_TABLE, w->table);
-		nlh =
-		    nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSET, NFPROTO_IPV4, NLM_F_DUMP, ++w->seq);
+		nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSET, f->nfproto, NLM_F_DUMP, ++w->seq);
 		nftnl_set_nlmsg_build_payload(nlh, s);
 		nftnl_set_free(s);
-		r = dump(w, nlh, set_cb, w);
+		r = dump(w, nlh, set_cb, f);
 	}
 	static const char *const sets[] = {"services", "no-endpoint-services", MAP_BACKENDS,
 					   SET_HAIRPIN};
 	for (int m = 0; m < 4 && r == 0; m++) {
-		struct elem_ctx ec = {w, m};
+		struct elem_ctx ec = {f, m};
 		r = dump_elems(w, sets[m], &ec);
 	}
 	return r;
@@ -776,6 +918,7 @@ static int dump_kernel(struct nft_writer *w)
 struct batch {
 	struct nbuf b;
 	struct nft_writer *w;
+	struct fam *f; /* the table the next messages are for */
 	unsigned msgs;
 	uint32_t set_id;
 	const char *comment; /* put on every rule added (the chain's content signature) */
@@ -785,7 +928,7 @@ static struct nlmsghdr *msg_hdr(struct batch *bt, uint16_t type, uint16_t flags,
 {
 	char *p = nb_reserve(&bt->b, room + 1024);
 	bt->msgs++;
-	return nftnl_nlmsg_build_hdr(p, type, NFPROTO_IPV4, flags, ++bt->w->seq);
+	return nftnl_nlmsg_build_hdr(p, type, bt->f->nfproto, flags, ++bt->w->seq);
 }
 
 static void add_table(struct batch *bt)
@@ -844,7 +987,7 @@ static void add_set(struct batch *bt, const char *name, uint32_t flags, uint32_t
 	struct nftnl_set *s = nftnl_set_alloc();
 	nftnl_set_set_str(s, NFTNL_SET_TABLE, bt->w->table);
 	nftnl_set_set_str(s, NFTNL_SET_NAME, name);
-	nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_IPV4);
+	nftnl_set_set_u32(s, NFTNL_SET_FAMILY, bt->f->nfproto);
 	nftnl_set_set_u32(s, NFTNL_SET_FLAGS, flags | (data_type ? NFT_SET_MAP : 0));
 	nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, key_type);
 	nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, key_len);
@@ -880,7 +1023,7 @@ static struct nftnl_rule *rule_new(struct batch *bt, const char *chain)
 	struct nftnl_rule *r = nftnl_rule_alloc();
 	nftnl_rule_set_str(r, NFTNL_RULE_TABLE, bt->w->table);
 	nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain);
-	nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_IPV4);
+	nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, bt->f->nfproto);
 	return r;
 }
 
@@ -988,13 +1131,19 @@ static void x_lookup(struct nftnl_rule *r, const char *set, uint32_t sreg, int d
 	nftnl_rule_add_expr(r, e);
 }
 
-/* ip daddr . meta l4proto . th dport vmap @map */
+/* ip[6] daddr . meta l4proto . th dport into registers 32-bit first.. */
+static void x_service_key(struct nftnl_rule *r, const struct fam *f, uint32_t first)
+{
+	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, f->daddr, f->alen, R32(first));
+	x_meta(r, NFT_META_L4PROTO, R32(first + f->aw));
+	x_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, R32(first + f->aw + 1));
+}
+
+/* ip[6] daddr . meta l4proto . th dport vmap @map */
 static void rule_service_lookup(struct batch *bt, const char *chain, const char *map)
 {
 	struct nftnl_rule *r = rule_new(bt, chain);
-	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 16, 4, NFT_REG32_00);
-	x_meta(r, NFT_META_L4PROTO, NFT_REG32_01);
-	x_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, NFT_REG32_02);
+	x_service_key(r, bt->f, 0);
 	x_lookup(r, map, NFT_REG32_00, NFT_REG_VERDICT);
 	rule_commit(bt, r);
 }
@@ -1007,11 +1156,14 @@ static void x_masq(struct nftnl_rule *r)
 static void base_objects(struct batch *bt)
 {
 	struct nft_writer *w = bt->w;
+	const struct fam *f = bt->f;
 	add_table(bt);
-	add_set(bt, map_names[MAP_SERVICES], 0, SVC_KEY_TYPE, SVC_KEY_LEN, NFT_DATA_VERDICT, 0);
-	add_set(bt, map_names[MAP_NOEP], 0, SVC_KEY_TYPE, SVC_KEY_LEN, NFT_DATA_VERDICT, 0);
-	add_set(bt, MAP_BACKENDS, 0, BE_KEY_TYPE, BE_KEY_LEN, BE_DATA_TYPE, 8);
-	add_set(bt, SET_HAIRPIN, 0, HP_KEY_TYPE, 8, 0, 0);
+	add_set(bt, map_names[MAP_SERVICES], 0, SVC_KEY_TYPE(f->atype), f->klen, NFT_DATA_VERDICT,
+		0);
+	add_set(bt, map_names[MAP_NOEP], 0, SVC_KEY_TYPE(f->atype), f->klen, NFT_DATA_VERDICT, 0);
+	add_set(bt, MAP_BACKENDS, 0, BE_KEY_TYPE(f->atype), 4 + f->klen, BE_DATA_TYPE(f->atype),
+		f->alen + 4);
+	add_set(bt, SET_HAIRPIN, 0, HP_KEY_TYPE(f->atype), 2 * f->alen, 0, 0);
 	static const struct {
 		const char *name, *type;
 		int hook, prio;
@@ -1059,7 +1211,8 @@ static void base_objects(struct batch *bt)
 	nftnl_rule_add_expr(r, e);
 	x_bitwise(r, IPS_DST_NAT, 0);
 	x_cmp(r, NFT_CMP_NEQ, &zero, 4);
-	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 12, 8, NFT_REG32_00);
+	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, f->saddr, f->alen, NFT_REG32_00);
+	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, f->daddr, f->alen, R32(f->aw));
 	x_lookup(r, SET_HAIRPIN, NFT_REG32_00, NO_DREG);
 	x_masq(r);
 	rule_commit(bt, r);
@@ -1069,7 +1222,7 @@ static void base_objects(struct batch *bt)
 	x_bitwise(r, ~w->mark, w->mark);
 	x_meta_set(r, NFT_META_MARK, NFT_REG_1);
 	rule_commit(bt, r);
-	/* TCP: reset; others: ICMP port unreachable */
+	/* TCP: reset; others: ICMP (ICMPv6) port unreachable */
 	uint8_t tcp = IPPROTO_TCP;
 	r = rule_new(bt, "reject-chain");
 	x_meta(r, NFT_META_L4PROTO, NFT_REG_1);
@@ -1082,7 +1235,8 @@ static void base_objects(struct batch *bt)
 	r = rule_new(bt, "reject-chain");
 	e = nftnl_expr_alloc("reject");
 	nftnl_expr_set_u32(e, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_ICMP_UNREACH);
-	nftnl_expr_set_u8(e, NFTNL_EXPR_REJECT_CODE, ICMP_PORT_UNREACH);
+	nftnl_expr_set_u8(e, NFTNL_EXPR_REJECT_CODE,
+			  f->af == AF_INET6 ? ICMP6_DST_UNREACH_NOPORT : ICMP_PORT_UNREACH);
 	nftnl_rule_add_expr(r, e);
 	rule_commit(bt, r);
 }
@@ -1104,15 +1258,24 @@ static char *aff_chain_name(const char *aff_map)
  * the data: nft 1.0.6 cannot print a dynset whose data is a concatenation.) */
 static void aff_map_add(struct batch *bt, const char *name)
 {
-	add_set(bt, name, NFT_SET_TIMEOUT | NFT_SET_EVAL, NFT_TYPE_IPADDR, 4, NFT_TYPE_MARK, 4);
+	add_set(bt, name, NFT_SET_TIMEOUT | NFT_SET_EVAL, bt->f->atype, bt->f->alen, NFT_TYPE_MARK,
+		4);
 }
 
-/* update @aff-<group> { ip saddr timeout T : <slot in sreg> } (saddr into REG32_06) */
-static void x_aff_update(struct nftnl_rule *r, const char *map, uint32_t sreg, uint32_t aff)
+/* Registers of the pick (A = address words: 1 for IPv4, 4 for IPv6): the backends key
+ * slot . daddr . l4proto . dport in 0 .. A + 2, its data address . port in A + 3 .. 2A + 3,
+ * the client address for the affinity update in 2A + 4 .. (at most 15). */
+#define REG_BE_DATA(f) R32(3 + (f)->aw)
+#define REG_BE_PORT(f) R32(3 + 2 * (f)->aw)
+#define REG_SADDR(f) R32(4 + 2 * (f)->aw)
+
+/* update @aff-<group> { ip saddr timeout T : <slot in sreg> } */
+static void x_aff_update(struct nftnl_rule *r, const struct fam *f, const char *map, uint32_t sreg,
+			 uint32_t aff)
 {
-	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 12, 4, NFT_REG32_06);
+	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, f->saddr, f->alen, REG_SADDR(f));
 	struct nftnl_expr *d = nftnl_expr_alloc("dynset");
-	nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG32_06);
+	nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_SREG_KEY, REG_SADDR(f));
 	nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_SREG_DATA, sreg);
 	nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
 	nftnl_expr_set_u64(d, NFTNL_EXPR_DYNSET_TIMEOUT, (uint64_t)aff * 1000);
@@ -1120,29 +1283,29 @@ static void x_aff_update(struct nftnl_rule *r, const char *map, uint32_t sreg, u
 	nftnl_rule_add_expr(r, d);
 }
 
-/* dnat to REG32_04 (address) : REG32_05 (port) */
-static void x_dnat_regs(struct nftnl_rule *r)
+/* dnat to the backends map's data: address : port */
+static void x_dnat_regs(struct nftnl_rule *r, const struct fam *f)
 {
 	struct nftnl_expr *e = nftnl_expr_alloc("nat");
 	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_TYPE, NFT_NAT_DNAT);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY, NFPROTO_IPV4);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG32_04);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_PROTO_MIN, NFT_REG32_05);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY, f->nfproto);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, REG_BE_DATA(f));
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_PROTO_MIN, REG_BE_PORT(f));
 	nftnl_rule_add_expr(r, e);
 }
 
 /* The slot: numgen random|inc mod N, or jhash(ip saddr|daddr) mod N, into REG32_00. */
-static void x_pick_slot(struct nftnl_rule *r, uint8_t sched, size_t nslots)
+static void x_pick_slot(struct nftnl_rule *r, const struct fam *f, uint8_t sched, size_t nslots)
 {
 	struct nftnl_expr *e;
 	bool hash = sched == SVC_SCHED_SH || sched == SVC_SCHED_DH;
 	if (hash) {
-		x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, sched == SVC_SCHED_SH ? 12 : 16, 4,
-			  NFT_REG32_00);
+		x_payload(r, NFT_PAYLOAD_NETWORK_HEADER,
+			  sched == SVC_SCHED_SH ? f->saddr : f->daddr, f->alen, NFT_REG32_00);
 		e = nftnl_expr_alloc("hash");
 		nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_TYPE, NFT_HASH_JENKINS);
 		nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_SREG, NFT_REG32_00);
-		nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_LEN, 4);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_LEN, f->alen);
 		nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_SEED, 0x74776c6c /* "twll" */);
 		nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_OFFSET, 0);
 	} else {
@@ -1157,23 +1320,22 @@ static void x_pick_slot(struct nftnl_rule *r, uint8_t sched, size_t nslots)
 	nftnl_rule_add_expr(r, e);
 }
 
-/* <slot> . ip daddr . meta l4proto . th dport (REG32_00..03) -> @backends -> REG32_04..05 */
-static void x_backend_of_slot(struct nftnl_rule *r)
+/* <slot> . ip daddr . meta l4proto . th dport (REG32_00..) -> @backends -> REG_BE_DATA */
+static void x_backend_of_slot(struct nftnl_rule *r, const struct fam *f)
 {
-	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 16, 4, NFT_REG32_01);
-	x_meta(r, NFT_META_L4PROTO, NFT_REG32_02);
-	x_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, NFT_REG32_03);
-	x_lookup(r, MAP_BACKENDS, NFT_REG32_00, NFT_REG32_04);
+	x_service_key(r, f, 1);
+	x_lookup(r, MAP_BACKENDS, NFT_REG32_00, (int)REG_BE_DATA(f));
 }
 
-static void x_pick_backend(struct nftnl_rule *r, uint8_t sched, size_t nslots)
+static void x_pick_backend(struct nftnl_rule *r, const struct fam *f, uint8_t sched, size_t nslots)
 {
-	x_pick_slot(r, sched, nslots);
-	x_backend_of_slot(r);
+	x_pick_slot(r, f, sched, nslots);
+	x_backend_of_slot(r, f);
 }
 
 static void chain_rules(struct batch *bt, const char *name, const struct dchain *c)
 {
+	const struct fam *f = bt->f;
 	struct nftnl_rule *r;
 	if (c->kind == CK_EXT) {
 		r = rule_new(bt, name);
@@ -1190,20 +1352,20 @@ static void chain_rules(struct batch *bt, const char *name, const struct dchain 
 	 * ip saddr map @aff == i, refresh the entry, dnat to @backends[i . <entry>] */
 	for (uint32_t i = 0; aff && i < c->nslots; i++) {
 		r = rule_new(bt, name);
-		x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 12, 4, NFT_REG32_00);
-		x_lookup(r, aff, NFT_REG32_00, NFT_REG32_01);
-		x_cmp_reg(r, NFT_REG32_01, &i, 4);
+		x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, f->saddr, f->alen, NFT_REG32_00);
+		x_lookup(r, aff, NFT_REG32_00, (int)R32(f->aw));
+		x_cmp_reg(r, R32(f->aw), &i, 4);
 		x_imm(r, NFT_REG32_00, &i, 4);
-		x_aff_update(r, aff, NFT_REG32_00, c->aff);
-		x_backend_of_slot(r);
-		x_dnat_regs(r);
+		x_aff_update(r, f, aff, NFT_REG32_00, c->aff);
+		x_backend_of_slot(r, f);
+		x_dnat_regs(r, f);
 		rule_commit(bt, r);
 	}
 	r = rule_new(bt, name);
-	x_pick_backend(r, c->sched, c->nslots);
+	x_pick_backend(r, f, c->sched, c->nslots);
 	if (aff)
-		x_aff_update(r, aff, NFT_REG32_00, c->aff);
-	x_dnat_regs(r);
+		x_aff_update(r, f, aff, NFT_REG32_00, c->aff);
+	x_dnat_regs(r, f);
 	rule_commit(bt, r);
 	free(aff);
 }
@@ -1257,16 +1419,17 @@ static void eb_flush(struct elem_batch *eb)
 static void eb_backend(struct elem_batch *eb, uint32_t slot, const uint8_t *ekey,
 		       const struct be *b)
 {
-	uint8_t key[BE_KEY_LEN], data[8] = {0};
+	const struct fam *f = eb->bt->f;
+	uint8_t key[BE_KEY_MAX], data[20] = {0};
 	memcpy(key, &slot, 4);
-	memcpy(key + 4, ekey, SVC_KEY_LEN);
+	memcpy(key + 4, ekey, f->klen);
 	struct nftnl_set_elem *el = nftnl_set_elem_alloc();
-	nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, key, BE_KEY_LEN);
+	nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, key, 4 + f->klen);
 	if (eb->type == NFT_MSG_NEWSETELEM) {
 		uint16_t port = htons(b->port);
-		memcpy(data, &b->ip, 4);
-		memcpy(data + 4, &port, 2);
-		nftnl_set_elem_set(el, NFTNL_SET_ELEM_DATA, data, 8);
+		memcpy(data, be_addr(f, b), f->alen);
+		memcpy(data + f->alen, &port, 2);
+		nftnl_set_elem_set(el, NFTNL_SET_ELEM_DATA, data, f->alen + 4);
 	}
 	eb_add(eb, el);
 }
@@ -1274,7 +1437,7 @@ static void eb_backend(struct elem_batch *eb, uint32_t slot, const uint8_t *ekey
 static void eb_svc(struct elem_batch *eb, const struct delem *d)
 {
 	struct nftnl_set_elem *el = nftnl_set_elem_alloc();
-	nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, d->key, SVC_KEY_LEN);
+	nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, d->key, eb->bt->f->klen);
 	if (eb->type == NFT_MSG_NEWSETELEM) {
 		nftnl_set_elem_set_u32(el, NFTNL_SET_ELEM_VERDICT, d->verdict);
 		if (d->chain)
@@ -1283,27 +1446,25 @@ static void eb_svc(struct elem_batch *eb, const struct delem *d)
 	eb_add(eb, el);
 }
 
-static void eb_hairpin(struct elem_batch *eb, uint32_t ip)
+static void eb_hairpin(struct elem_batch *eb, const void *ip)
 {
-	uint8_t key[8];
-	memcpy(key, &ip, 4);
-	memcpy(key + 4, &ip, 4);
+	uint32_t alen = eb->bt->f->alen;
+	uint8_t key[32];
+	memcpy(key, ip, alen);
+	memcpy(key + alen, ip, alen);
 	struct nftnl_set_elem *el = nftnl_set_elem_alloc();
-	nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, key, 8);
+	nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, key, 2 * alen);
 	eb_add(eb, el);
 }
 
 static bool delem_same(const struct delem *a, const struct delem *b)
 {
 	return a->map == b->map && a->verdict == b->verdict &&
-	       !memcmp(a->key, b->key, SVC_KEY_LEN) &&
+	       !memcmp(a->key, b->key, SVC_KEY_MAX) &&
 	       ((!a->chain || !b->chain) ? a->chain == b->chain : !strcmp(a->chain, b->chain));
 }
 
-static bool be_same(const struct be *a, const struct be *b)
-{
-	return a->ip == b->ip && a->port == b->port;
-}
+
 /* Send the transaction; the kernel processes it inside sendmsg, so every error is queued
  * by the time sendmsg returns (errors are reported without NLM_F_ACK). */
 static int send_batch(struct nft_writer *w, struct batch *bt)
@@ -1340,7 +1501,7 @@ static int send_batch(struct nft_writer *w, struct batch *bt)
 	return r;
 }
 
-static void update_applied(struct nft_writer *w)
+static void update_applied(struct fam *w)
 {
 	smap_foreach(&w->dirty_c, it)
 	{
@@ -1370,7 +1531,7 @@ static void update_applied(struct nft_writer *w)
 		if (d) {
 			struct delem *c = xcalloc(1, sizeof(*c));
 			c->map = d->map;
-			memcpy(c->key, d->key, SVC_KEY_LEN);
+			memcpy(c->key, d->key, SVC_KEY_MAX);
 			c->verdict = d->verdict;
 			c->chain = xstrdup(d->chain);
 			c->nslots = d->nbe ? d->nslots : 0;
@@ -1382,20 +1543,20 @@ static void update_applied(struct nft_writer *w)
 			*smap_slot(&w->aelems, it->key, &created) = c;
 		}
 	}
-	u32map_foreach(&w->dirty_h, i)
+	amap_foreach(&w->dirty_h, i)
 	{
-		uint32_t ip = w->dirty_h.k[i];
-		if (!u32map_get(&w->dhair, ip))
-			u32map_del(&w->ahair, ip);
-		else if (!u32map_get(&w->ahair, ip))
-			u32map_add(&w->ahair, ip, 1);
+		const uint32_t *ip = amap_key(&w->dirty_h, i);
+		if (!amap_get(&w->dhair, ip))
+			amap_del(&w->ahair, ip);
+		else if (!amap_get(&w->ahair, ip))
+			amap_add(&w->ahair, ip, 1);
 	}
 	free(w->orphans);
 	w->orphans = NULL;
 	w->norphans = 0;
 	smap_clear(&w->dirty_c, NULL);
 	smap_clear(&w->dirty_e, NULL);
-	u32map_clear(&w->dirty_h);
+	amap_clear(&w->dirty_h);
 }
 
 /* ---- UDP conntrack cleanup ---- */
@@ -1412,33 +1573,35 @@ static bool has_backend(const struct delem *d, const struct be *b)
  * conntrack entries sent to the entry's address and port and translated to one of them are
  * to be deleted.  Works from the applied state, so a restarted writer that finds a backend
  * gone from the kernel's table cleans up too. */
-static struct ct_match *stale_udp(struct nft_writer *w, const char **en, size_t ne, size_t *n)
+static void stale_udp(struct fam *w, const char **en, size_t ne, struct ct_match **out, size_t *n)
 {
-	struct ct_match *out = NULL;
-	*n = 0;
+	size_t first = *n; /* this family's */
 	for (size_t i = 0; i < ne; i++) {
 		const struct delem *a = smap_get(&w->aelems, en[i]);
 		const struct delem *d = smap_get(&w->delems, en[i]);
-		if (!a || a->key[4] != IPPROTO_UDP)
+		if (!a || a->key[w->alen] != IPPROTO_UDP)
 			continue;
 		for (size_t s = 0; s < a->nslots; s++) {
 			const struct be *b = &a->slots[s];
-			bool dup = false;
-			for (size_t k = 0; k < *n && !dup; k++)
-				dup = out[k].rsrc == b->ip && out[k].rsport == b->port &&
-				      !memcmp(&out[k].dst, a->key, 4);
-			if (!b->ip || dup || has_backend(d, b))
+			if (!be_used(b) || has_backend(d, b))
 				continue;
-			uint16_t port;
-			memcpy(&port, a->key + 8, 2);
-			struct ct_match m = {.l4 = IPPROTO_UDP, .rsrc = b->ip, .rsport = b->port,
-					     .dport = ntohs(port)};
-			memcpy(&m.dst, a->key, 4);
-			out = xrealloc(out, (*n + 1) * sizeof(*out));
-			out[(*n)++] = m;
+			struct ct_match m;
+			memset(&m, 0, sizeof(m)); /* padding too: compared with memcmp */
+			m.family = (uint8_t)w->af;
+			m.l4 = IPPROTO_UDP;
+			m.dport = key_port(w, a->key);
+			m.rsport = b->port;
+			memcpy(m.dst, a->key, w->alen);
+			memcpy(m.rsrc, be_addr(w, b), w->alen);
+			bool dup = false;
+			for (size_t k = first; k < *n && !dup; k++)
+				dup = !memcmp(&(*out)[k], &m, sizeof(m));
+			if (dup)
+				continue;
+			*out = xrealloc(*out, (*n + 1) * sizeof(**out));
+			(*out)[(*n)++] = m;
 		}
 	}
-	return out;
 }
 
 /* ---- public ---- */
@@ -1450,13 +1613,27 @@ struct nft_writer *nft_writer_new(struct svc_planner *sp, const struct nft_cfg *
 	w->table = xstrdup(cfg && cfg->table ? cfg->table : NFT_TWILL_TABLE);
 	w->mark = cfg && cfg->masq_mark ? cfg->masq_mark : NFT_TWILL_MASQ_MARK;
 	w->need_dump = true;
+	for (int i = 0; i < NFAM; i++) {
+		struct fam *f = &w->fam[i];
+		bool v6 = i == 1;
+		f->af = v6 ? AF_INET6 : AF_INET;
+		f->nfproto = v6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
+		f->alen = v6 ? 16 : 4;
+		f->aw = f->alen / 4;
+		f->klen = f->alen + 8;
+		f->atype = v6 ? NFT_TYPE_IP6ADDR : NFT_TYPE_IPADDR;
+		f->saddr = v6 ? 8 : 12;
+		f->daddr = v6 ? 24 : 16;
+		f->table = w->table;
+		f->mark = w->mark;
+		f->dhair.kw = f->ahair.kw = f->dirty_h.kw = f->aw;
+		f->pool.idx.kw = 4;
+	}
 	return w;
 }
 
-void nft_writer_free(struct nft_writer *w)
+static void fam_free(struct fam *w)
 {
-	if (!w)
-		return;
 	smap_clear(&w->dchains, dchain_free);
 	smap_clear(&w->delems, delem_free);
 	smap_clear(&w->contribs, contrib_free);
@@ -1464,14 +1641,23 @@ void nft_writer_free(struct nft_writer *w)
 	smap_clear(&w->aelems, delem_free);
 	struct smap *all[] = {&w->dchains, &w->delems, &w->contribs, &w->achains,
 			      &w->aelems,  &w->asets,  &w->dirty_c,  &w->dirty_e};
-	u32map_clear(&w->dhair);
-	u32map_clear(&w->ahair);
-	u32map_clear(&w->dirty_h);
+	amap_clear(&w->dhair);
+	amap_clear(&w->ahair);
+	amap_clear(&w->dirty_h);
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++) {
 		smap_clear(all[i], NULL);
 		free(all[i]->b);
 	}
 	free(w->orphans);
+	pool_free(&w->pool);
+}
+
+void nft_writer_free(struct nft_writer *w)
+{
+	if (!w)
+		return;
+	for (int i = 0; i < NFAM; i++)
+		fam_free(&w->fam[i]);
 	free(w->ct_pending);
 	if (w->nl)
 		mnl_socket_close(w->nl);
@@ -1481,8 +1667,10 @@ void nft_writer_free(struct nft_writer *w)
 
 bool nft_writer_dirty(const struct nft_writer *w)
 {
-	return w->need_dump || w->dirty_c.n || w->dirty_e.n || w->dirty_h.n || w->nct_pending ||
-	       svc_planner_dirty(w->sp);
+	for (int i = 0; i < NFAM; i++)
+		if (w->fam[i].dirty_c.n || w->fam[i].dirty_e.n || w->fam[i].dirty_h.n)
+			return true;
+	return w->need_dump || w->nct_pending || svc_planner_dirty(w->sp);
 }
 
 void nft_writer_request_resync(struct nft_writer *w)
@@ -1504,7 +1692,8 @@ const char *nft_writer_error(const struct nft_writer *w)
 static bool slots_move(const struct delem *d, const struct delem *a)
 {
 	for (size_t s = 0; a && s < a->nslots; s++)
-		if (a->slots[s].ip && (s >= d->nslots || !be_same(&d->slots[s], &a->slots[s])))
+		if (be_used(&a->slots[s]) &&
+		    (s >= d->nslots || !be_same(&d->slots[s], &a->slots[s])))
 			return true;
 	return false;
 }
@@ -1513,7 +1702,7 @@ static bool slots_move(const struct delem *d, const struct delem *a)
  * additions (a key whose value changes is deleted and added again in the transaction). */
 static void sync_elements(struct batch *bt, const char **en, size_t ne, bool del)
 {
-	struct nft_writer *w = bt->w;
+	struct fam *w = bt->f;
 	uint16_t type = del ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM;
 	struct elem_batch eb = {bt, MAP_BACKENDS, type, NULL, 0};
 	for (size_t i = 0; i < ne; i++) {
@@ -1524,32 +1713,33 @@ static void sync_elements(struct batch *bt, const char **en, size_t ne, bool del
 		size_t dn = d && d->nbe ? d->nslots : 0, an = a ? a->nslots : 0;
 		if (del) {
 			for (size_t s = 0; s < an; s++)
-				if (a->slots[s].ip &&
+				if (be_used(&a->slots[s]) &&
 				    (s >= dn || !be_same(&d->slots[s], &a->slots[s]))) {
 					eb_backend(&eb, (uint32_t)s, a->key, &a->slots[s]);
-					w->stats.backends_deleted++;
+					bt->w->stats.backends_deleted++;
 				}
 		} else {
 			for (size_t s = 0; s < dn; s++)
-				if (d->slots[s].ip &&
-				    (s >= an || !be_same(&d->slots[s], &a->slots[s]))) {
+				if (be_used(&d->slots[s]) &&
+				    (s >= an || !be_used(&a->slots[s]) ||
+				     !be_same(&d->slots[s], &a->slots[s]))) {
 					eb_backend(&eb, (uint32_t)s, d->key, &d->slots[s]);
-					w->stats.backends_added++;
+					bt->w->stats.backends_added++;
 				}
 		}
 	}
 	for (size_t i = 0; del && i < w->norphans; i++) {
 		struct nftnl_set_elem *el = nftnl_set_elem_alloc();
-		nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, w->orphans[i], BE_KEY_LEN);
+		nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, w->orphans[i], 4 + w->klen);
 		eb_add(&eb, el);
 	}
 	eb_flush(&eb);
 
 	eb = (struct elem_batch){bt, SET_HAIRPIN, type, NULL, 0};
-	u32map_foreach(&w->dirty_h, i)
+	amap_foreach(&w->dirty_h, i)
 	{
-		uint32_t ip = w->dirty_h.k[i];
-		bool want = u32map_get(&w->dhair, ip), have = u32map_get(&w->ahair, ip);
+		const uint32_t *ip = amap_key(&w->dirty_h, i);
+		bool want = amap_get(&w->dhair, ip), have = amap_get(&w->ahair, ip);
 		if (want != have && want != del)
 			eb_hairpin(&eb, ip);
 	}
@@ -1564,10 +1754,10 @@ static void sync_elements(struct batch *bt, const char **en, size_t ne, bool del
 				continue;
 			if (del && a && a->map == m) {
 				eb_svc(&eb, a);
-				w->stats.elems_deleted++;
+				bt->w->stats.elems_deleted++;
 			} else if (!del && d && d->map == m) {
 				eb_svc(&eb, d);
-				w->stats.elems_added++;
+				bt->w->stats.elems_added++;
 			}
 		}
 		eb_flush(&eb);
@@ -1579,7 +1769,7 @@ static void sync_elements(struct batch *bt, const char **en, size_t ne, bool del
  * again).  Adding a backend moves no slot. */
 static void flush_affinity(struct batch *bt, const char **en, size_t ne)
 {
-	struct nft_writer *w = bt->w;
+	struct fam *w = bt->f;
 	struct smap done = SMAP_INIT;
 	for (size_t i = 0; i < ne; i++) {
 		const struct delem *d = smap_get(&w->delems, en[i]);
@@ -1594,6 +1784,82 @@ static void flush_affinity(struct batch *bt, const char **en, size_t ne)
 	free(done.b);
 }
 
+/* One family's part of the transaction (with full: after a dump, the fixed objects too);
+ * the UDP backends it removes are appended to stale. */
+static void fam_batch(struct batch *bt, bool full, struct ct_match **stale, size_t *nstale)
+{
+	struct fam *w = bt->f;
+	/* the IPv4 table always exists; the IPv6 one once there is something for it, so a node
+	 * without IPv6 (or without IPv6 Services) gets no ip6 table */
+	bool base =
+	    full ? (w->af == AF_INET || w->present || w->delems.n) : (!w->present && w->delems.n);
+	if (base) {
+		base_objects(bt);
+		w->present = true;
+	}
+	size_t nc, ne;
+	const char **cn = smap_keys(&w->dirty_c, &nc);
+	const char **en = smap_keys(&w->dirty_e, &ne);
+	/* 1. chains and affinity maps to create: first, so rules and elements can name them */
+	for (size_t i = 0; i < nc; i++) {
+		const struct dchain *d = smap_get(&w->dchains, cn[i]);
+		if (d && !smap_get(&w->achains, cn[i]))
+			add_chain(bt, cn[i], NULL, 0, 0);
+		if (!d || !d->aff)
+			continue;
+		char *set = aff_map_name(cn[i]);
+		if (!smap_has(&w->asets, set))
+			aff_map_add(bt, set);
+		free(set);
+	}
+	/* 2. elements: deletions, then additions.  Before the rules: the kernel checks each new
+	 * map element against every rule bound to the map, and each new rule bound to a map
+	 * against all its elements; the few shared pick chains keep both small */
+	sync_elements(bt, en, ne, true);
+	flush_affinity(bt, en, ne);
+	sync_elements(bt, en, ne, false);
+	/* 3. chains whose rules changed: flushed and refilled */
+	for (size_t i = 0; i < nc; i++) {
+		const struct dchain *d = smap_get(&w->dchains, cn[i]);
+		const struct applied_chain *a = smap_get(&w->achains, cn[i]);
+		if (!d || (a && a->sig == d->sig))
+			continue;
+		char sig[64];
+		snprintf(sig, sizeof(sig), SIG_PREFIX "%016llx", (unsigned long long)d->sig);
+		if (a)
+			flush_chain(bt, cn[i]);
+		bt->comment = sig;
+		chain_rules(bt, cn[i], d);
+		bt->comment = NULL;
+		bt->w->stats.chains_written++;
+	}
+	/* 4. chains no longer wanted: empty them all, then delete them (ext- and old ep-
+	 * chains reference others) */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < nc; i++)
+			if (!smap_get(&w->dchains, cn[i]) && smap_get(&w->achains, cn[i])) {
+				if (pass == 0) {
+					flush_chain(bt, cn[i]);
+				} else {
+					chain_op(bt, NFT_MSG_DELCHAIN, cn[i]);
+					bt->w->stats.chains_deleted++;
+				}
+			}
+	/* 5. affinity maps no longer referenced (their chains were refilled or deleted above) */
+	for (size_t i = 0; i < nc; i++) {
+		const struct dchain *d = smap_get(&w->dchains, cn[i]);
+		if (!str_has_prefix(cn[i], "svc-") || (d && d->aff))
+			continue;
+		char *set = aff_map_name(cn[i]);
+		if (smap_has(&w->asets, set))
+			set_op(bt, set, false);
+		free(set);
+	}
+	stale_udp(w, en, ne, stale, nstale);
+	free(cn);
+	free(en);
+}
+
 int nft_writer_sync(struct nft_writer *w)
 {
 	memset(&w->stats, 0, sizeof(w->stats));
@@ -1605,90 +1871,37 @@ int nft_writer_sync(struct nft_writer *w)
 	char **keys = NULL;
 	size_t n = svc_planner_update(w->sp, &keys);
 	for (size_t i = 0; i < n; i++)
-		service_apply(w, keys[i]);
+		for (int f = 0; f < NFAM; f++)
+			service_apply(&w->fam[f], w->sp, keys[i]);
 	svc_planner_keys_free(keys, n);
 	w->stats.services = (unsigned)n;
+	for (int f = 0; f < NFAM; f++)
+		pool_gc(&w->fam[f]);
 
 	bool full = w->need_dump;
-	if (full) {
-		r = dump_kernel(w);
+	for (int f = 0; full && f < NFAM; f++) {
+		r = dump_kernel(w, &w->fam[f]);
 		if (r < 0) {
-			snprintf(w->err, sizeof(w->err), "dump table %s: %s", w->table,
-				 strerror(-r));
+			snprintf(w->err, sizeof(w->err), "dump table %s %s: %s", f ? "ip6" : "ip",
+				 w->table, strerror(-r));
 			return r;
 		}
-		mark_all_dirty(w);
+		mark_all_dirty(&w->fam[f]);
 	}
 	w->stats.full = full;
 
+	/* both tables' changes in one transaction: atomic across the families */
 	struct batch bt = {.w = w};
 	nftnl_batch_begin(nb_reserve(&bt.b, 256), ++w->seq);
 	bt.b.len += MNL_ALIGN(((struct nlmsghdr *)bt.b.p)->nlmsg_len);
-	if (full)
-		base_objects(&bt);
-
-	size_t nc, ne;
-	const char **cn = smap_keys(&w->dirty_c, &nc);
-	const char **en = smap_keys(&w->dirty_e, &ne);
-	/* 1. chains and affinity maps to create: first, so rules and elements can name them */
-	for (size_t i = 0; i < nc; i++) {
-		const struct dchain *d = smap_get(&w->dchains, cn[i]);
-		if (d && !smap_get(&w->achains, cn[i]))
-			add_chain(&bt, cn[i], NULL, 0, 0);
-		if (!d || !d->aff)
-			continue;
-		char *set = aff_map_name(cn[i]);
-		if (!smap_has(&w->asets, set))
-			aff_map_add(&bt, set);
-		free(set);
-	}
-	/* 2. elements: deletions, then additions.  Before the rules: the kernel checks each new
-	 * map element against every rule bound to the map, and each new rule bound to a map
-	 * against all its elements; the few shared pick chains keep both small */
-	sync_elements(&bt, en, ne, true);
-	flush_affinity(&bt, en, ne);
-	sync_elements(&bt, en, ne, false);
-	/* 3. chains whose rules changed: flushed and refilled */
-	for (size_t i = 0; i < nc; i++) {
-		const struct dchain *d = smap_get(&w->dchains, cn[i]);
-		const struct applied_chain *a = smap_get(&w->achains, cn[i]);
-		if (!d || (a && a->sig == d->sig))
-			continue;
-		char sig[64];
-		snprintf(sig, sizeof(sig), SIG_PREFIX "%016llx", (unsigned long long)d->sig);
-		if (a)
-			flush_chain(&bt, cn[i]);
-		bt.comment = sig;
-		chain_rules(&bt, cn[i], d);
-		bt.comment = NULL;
-		w->stats.chains_written++;
-	}
-	/* 4. chains no longer wanted: empty them all, then delete them (ext- and old ep-
-	 * chains reference others) */
-	for (int pass = 0; pass < 2; pass++)
-		for (size_t i = 0; i < nc; i++)
-			if (!smap_get(&w->dchains, cn[i]) && smap_get(&w->achains, cn[i])) {
-				if (pass == 0) {
-					flush_chain(&bt, cn[i]);
-				} else {
-					chain_op(&bt, NFT_MSG_DELCHAIN, cn[i]);
-					w->stats.chains_deleted++;
-				}
-			}
-	/* 5. affinity maps no longer referenced (their chains were refilled or deleted above) */
-	for (size_t i = 0; i < nc; i++) {
-		const struct dchain *d = smap_get(&w->dchains, cn[i]);
-		if (!str_has_prefix(cn[i], "svc-") || (d && d->aff))
-			continue;
-		char *set = aff_map_name(cn[i]);
-		if (smap_has(&w->asets, set))
-			set_op(&bt, set, false);
-		free(set);
-	}
 	size_t nstale = 0;
-	struct ct_match *stale = stale_udp(w, en, ne, &nstale);
-	free(cn);
-	free(en);
+	struct ct_match *stale = NULL;
+	bool present[NFAM];
+	for (int f = 0; f < NFAM; f++) {
+		present[f] = w->fam[f].present;
+		bt.f = &w->fam[f];
+		fam_batch(&bt, full, &stale, &nstale);
+	}
 
 	r = 0;
 	if (bt.msgs) {
@@ -1702,12 +1915,15 @@ int nft_writer_sync(struct nft_writer *w)
 		log_warn(SUB, "transaction failed (%s); will dump table %s and retry", w->err,
 			 w->table);
 		w->need_dump = true;
+		for (int f = 0; f < NFAM; f++)
+			w->fam[f].present = present[f];
 		free(stale);
 		return r;
 	}
 	w->err[0] = '\0';
 	w->need_dump = false;
-	update_applied(w);
+	for (int f = 0; f < NFAM; f++)
+		update_applied(&w->fam[f]);
 	/* only now: before the commit, the old rules could still send a client to the dead
 	 * backend and recreate the entry */
 	if (nstale) {
@@ -1746,42 +1962,43 @@ int nft_writer_sync(struct nft_writer *w)
 	return 0;
 }
 
-int nft_table_delete(const char *table)
+static int table_delete(struct mnl_socket *nl, uint8_t nfproto, const char *table)
 {
-	struct mnl_socket *nl = mnl_socket_open(NETLINK_NETFILTER);
-	if (!nl)
-		return -errno;
-	int r = 0;
-	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		r = -errno;
-		goto out;
-	}
 	char buf[8192];
 	uint32_t seq = (uint32_t)time(NULL);
 	size_t len = 0;
 	struct nlmsghdr *nlh = nftnl_batch_begin(buf, seq++);
 	len += MNL_ALIGN(nlh->nlmsg_len);
 	struct nftnl_table *t = nftnl_table_alloc();
-	nftnl_table_set_str(t, NFTNL_TABLE_NAME, table ? table : NFT_TWILL_TABLE);
-	nlh = nftnl_nlmsg_build_hdr(buf + len, NFT_MSG_DELTABLE, NFPROTO_IPV4, NLM_F_ACK, seq++);
+	nftnl_table_set_str(t, NFTNL_TABLE_NAME, table);
+	nlh = nftnl_nlmsg_build_hdr(buf + len, NFT_MSG_DELTABLE, nfproto, NLM_F_ACK, seq++);
 	nftnl_table_nlmsg_build_payload(nlh, t);
 	nftnl_table_free(t);
 	uint32_t del_seq = nlh->nlmsg_seq;
 	len += MNL_ALIGN(nlh->nlmsg_len);
 	nlh = nftnl_batch_end(buf + len, seq++);
 	len += MNL_ALIGN(nlh->nlmsg_len);
-	if (mnl_socket_sendto(nl, buf, len) < 0) {
-		r = -errno;
-		goto out;
-	}
+	if (mnl_socket_sendto(nl, buf, len) < 0)
+		return -errno;
 	ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
-	if (n < 0) {
-		r = -errno;
-		goto out;
-	}
+	if (n < 0)
+		return -errno;
 	if (mnl_cb_run(buf, (size_t)n, del_seq, mnl_socket_get_portid(nl), NULL, NULL) < 0)
-		r = errno == ENOENT ? 0 : -errno;
-out:
+		return errno == ENOENT ? 0 : -errno;
+	return 0;
+}
+
+int nft_table_delete(const char *table)
+{
+	struct mnl_socket *nl = mnl_socket_open(NETLINK_NETFILTER);
+	if (!nl)
+		return -errno;
+	int r = 0;
+	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0)
+		r = -errno;
+	static const uint8_t fams[] = {NFPROTO_IPV4, NFPROTO_IPV6};
+	for (size_t i = 0; i < ARRAY_SIZE(fams) && !r; i++)
+		r = table_delete(nl, fams[i], table ? table : NFT_TWILL_TABLE);
 	mnl_socket_close(nl);
 	return r;
 }

@@ -1,8 +1,14 @@
 /* nft: the nftables dataplane writer for Services (libnftnl + libmnl, no `nft` binary).
  *
- * It programs what the Service planner (svc_plan.h) wants into one table that twill owns,
- * `ip twill` (IPv4).  Per Service entry (VIP, protocol, port) it writes map elements, not
- * chains: the number of chains does not grow with Services or endpoints.
+ * It programs what the Service planner (svc_plan.h) wants into two tables that twill owns,
+ * `ip twill` for the IPv4 entries and `ip6 twill` for the IPv6 ones (a dual-stack Service has
+ * entries in both, each with its family's endpoints).  Both have the layout below, with
+ * ipv6_addr / ip6 saddr / ip6 daddr in `ip6 twill`; concatenations of different address
+ * lengths cannot share a map, and keeping `ip twill` as it was lets a new agent take over a
+ * node from an older one without touching an IPv4 connection.  `ip6 twill` is created with
+ * the first IPv6 entry (a node without IPv6 Services gets none) and kept from then on.  Per
+ * Service entry (VIP, protocol, port) the writer adds map elements, not chains: the number
+ * of chains does not grow with Services or endpoints.
  *
  *   map services              ipv4_addr . inet_proto . inet_service : verdict
  *                             entry with backends -> goto pick-<sched>-<N> (ext-pick-<sched>-<N>
@@ -45,17 +51,20 @@
  * Slots are assigned stably: an endpoint replaced by another rewrites one element per entry;
  * one removed moves at most one other (the last slot into the hole).
  *
- * When a UDP backend leaves an entry, after the transaction commits, the conntrack entries
- * sent to that entry's address and port and translated to the backend are deleted
- * (conntrack.h), so UDP clients move to the remaining backends at their next datagram.
+ * No endpoints: reject-chain answers TCP with a reset, anything else with ICMP (ICMPv6)
+ * port unreachable.
  *
- * Every sync is ONE netlink transaction (NFNL_MSG_BATCH_BEGIN .. END) holding only what
- * changed: map and set elements of changed entries, chains whose content changed (flushed
+ * When a UDP backend leaves an entry, after the transaction commits, the conntrack entries
+ * (IPv4 or IPv6) sent to that entry's address and port and translated to the backend are
+ * deleted (conntrack.h), so UDP clients move to the remaining backends at their next datagram.
+ *
+ * Every sync is ONE netlink transaction (NFNL_MSG_BATCH_BEGIN .. END) for both tables, holding
+ * only what changed: map and set elements of changed entries, chains whose content changed (flushed
  * and refilled inside the transaction, so no packet sees them empty), chains no longer
  * wanted.  Each dynamic chain's rules carry a content hash in their comment (userdata), so a
  * restarted writer dumps the table's chains, rules, sets and elements once, diffs, and
- * changes only what differs: the table is never flushed, conntrack is untouched, established
- * connections survive.  Nothing outside the table is touched. */
+ * changes only what differs: the tables are never flushed, conntrack is untouched,
+ * established connections survive.  Nothing outside the two tables is touched. */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
@@ -98,5 +107,5 @@ void nft_writer_request_resync(struct nft_writer *w);
 const struct nft_sync_stats *nft_writer_stats(const struct nft_writer *w);
 /* The kernel's error for the last failed sync, or "". */
 const char *nft_writer_error(const struct nft_writer *w);
-/* Delete twill's table (uninstall, tests). 0 (also when absent) or -errno. */
+/* Delete twill's tables, ip and ip6 (uninstall, tests). 0 (also when absent) or -errno. */
 int nft_table_delete(const char *table);

@@ -1,7 +1,9 @@
 /* Unit tests for the Service planner (src/proxy/svc_plan.c): entry types, endpoint
  * selection (ready, serving-terminating fallback), traffic policies, affinity, named
- * targetPorts, and the incremental planner over the store (only the touched Service is
- * recomputed; NodePort conflicts). */
+ * targetPorts, dual stack, and the incremental planner over the store (only the touched
+ * Service is recomputed; NodePort conflicts); and, as root, the nftables writer
+ * (src/proxy/nft.c) in a forked child's own network namespace: both families' tables in one
+ * sync, and a restarted writer that changes nothing. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,12 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* cmocka needs the headers above first */
 #include <cmocka.h>
 
+#include "in_netns.h"
 #include "lib/util.h"
 #include "model/manifest.h"
+#include "proxy/nft.h"
 #include "proxy/svc_plan.h"
 #include "store/store.h"
 
@@ -484,6 +489,181 @@ static void test_planner_incremental(void **state)
 	store_free(s);
 }
 
+/* A dual-stack NodePort Service: one ClusterIP per family, one slice per family (the IPv6
+ * one has another endpoint set and one IPv4 address, which must be ignored). */
+static const char *SVC_DS = "apiVersion: v1\n"
+			    "kind: Service\n"
+			    "metadata: {name: ds, namespace: default}\n"
+			    "spec:\n"
+			    "  type: NodePort\n"
+			    "  clusterIPs: [10.96.0.20, \"fd00:96::20\"]\n"
+			    "  externalIPs: [\"2001:db8::7\"]\n"
+			    "  ports:\n"
+			    "  - {name: http, port: 80, targetPort: 8080, nodePort: 30020}\n";
+
+static const char *EPS_DS4 = "apiVersion: discovery.k8s.io/v1\n"
+			     "kind: EndpointSlice\n"
+			     "metadata: {name: ds-v4, namespace: default,\n"
+			     "  labels: {kubernetes.io/service-name: ds}}\n"
+			     "addressType: IPv4\n"
+			     "ports: [{name: http, port: 8080}]\n"
+			     "endpoints:\n"
+			     "- {addresses: [10.244.1.2], nodeName: n1}\n"
+			     "- {addresses: [10.244.2.2], nodeName: n2}\n";
+
+static const char *EPS_DS6 = "apiVersion: discovery.k8s.io/v1\n"
+			     "kind: EndpointSlice\n"
+			     "metadata: {name: ds-v6, namespace: default,\n"
+			     "  labels: {kubernetes.io/service-name: ds}}\n"
+			     "addressType: IPv6\n"
+			     "ports: [{name: http, port: 8080}]\n"
+			     "endpoints:\n"
+			     "- {addresses: [\"fd00:244:1::2\"], nodeName: n1}\n"
+			     "- {addresses: [\"fd00:244:2::2\"], nodeName: n2}\n"
+			     "- {addresses: [\"fd00:244:3::2\"], nodeName: n2}\n";
+
+static void test_dual_stack(void **state)
+{
+	(void)state;
+	struct objlist objs = {0};
+	decode(SVC_DS, &objs);
+	decode(EPS_DS4, &objs);
+	decode(EPS_DS6, &objs);
+	struct ipaddr addrs[] = {A("192.168.10.100"), A("fd00:10::100")};
+	struct svc_plan_in in = {"n1", addrs, 2};
+	struct svc_entries e = {0};
+	plan(&objs, &in, &e);
+	/* per family: ClusterIP + NodePort; IPv6 also the externalIP */
+	assert_int_equal(e.n, 5);
+	const struct svc_entry *c4 = find(&e, "10.96.0.20:80/TCP");
+	const struct svc_entry *c6 = find(&e, "[fd00:96::20]:80/TCP");
+	const struct svc_entry *n6 = find(&e, "[fd00:10::100]:30020/TCP");
+	const struct svc_entry *x6 = find(&e, "[2001:db8::7]:80/TCP");
+	assert_non_null(c4);
+	assert_non_null(c6);
+	assert_non_null(n6);
+	assert_non_null(x6);
+	assert_non_null(find(&e, "192.168.10.100:30020/TCP"));
+	/* each family's entries get that family's endpoints only */
+	assert_int_equal(c4->nbackends, 2);
+	assert_true(has_backend(c4, "10.244.2.2", 8080));
+	assert_int_equal(c6->nbackends, 3);
+	assert_true(has_backend(c6, "fd00:244:3::2", 8080));
+	assert_true(c6->backends[0].local);
+	assert_int_equal(c6->verdict, SVC_FORWARD);
+	assert_false(c6->masquerade);
+	assert_true(n6->masquerade && x6->masquerade);
+	assert_int_equal(n6->nbackends, 3);
+	/* the two families share the group: the same Service port */
+	assert_string_equal(c4->group, c6->group);
+	svc_entries_free(&e);
+
+	/* IPv6 endpoints only: the IPv4 entries reject, the IPv6 ones forward */
+	const struct object *sl[] = {objs.v[2]};
+	assert_int_equal(svc_plan_service(objs.v[0], sl, 1, &in, &e), 0);
+	assert_int_equal(find(&e, "10.96.0.20:80/TCP")->verdict, SVC_REJECT);
+	assert_int_equal(find(&e, "[fd00:96::20]:80/TCP")->verdict, SVC_FORWARD);
+	svc_entries_free(&e);
+	objlist_free(&objs);
+}
+
+/* An IPv6-only Service with BIG_N endpoints, other addresses in every round. */
+#define BIG_N 600
+static const char *big_yaml(int round)
+{
+	static char buf[BIG_N * 48 + 1024];
+	int off = snprintf(buf, sizeof(buf),
+			   "apiVersion: v1\nkind: Service\nmetadata: {name: big}\n"
+			   "spec:\n  clusterIP: \"fd00:96::99\"\n  ports: [{port: 80}]\n---\n"
+			   "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+			   "metadata: {name: big-v6, labels: {kubernetes.io/service-name: big}}\n"
+			   "addressType: IPv6\nports: [{port: 8080}]\nendpoints:\n");
+	for (int i = 0; i < BIG_N; i++)
+		off += snprintf(buf + off, sizeof(buf) - (size_t)off,
+				"- {addresses: [\"fd00:245:%x::%x\"]}\n", round + 1, i + 1);
+	return buf;
+}
+
+/* In a fresh network namespace: one sync writes both tables; a second writer (a restart)
+ * changes nothing; an IPv6 endpoint change touches only IPv6 backends elements. */
+static void writer_round_trip(void)
+{
+	struct store *s = store_new();
+	put(s, "ds-v4.yaml", EPS_DS4);
+	put(s, "ds-v6.yaml", EPS_DS6);
+	struct ipaddr addrs[] = {A("192.168.10.100"), A("fd00:10::100")};
+	struct svc_planner *sp = svc_planner_new(s, &(struct svc_plan_in){"n1", addrs, 2});
+	struct nft_writer *w = nft_writer_new(sp, NULL);
+	int r = nft_writer_sync(w); /* no Service: table ip twill only */
+	if (r == -EPROTONOSUPPORT || r == -EAFNOSUPPORT) {
+		fprintf(stderr, "nftables unavailable (%s): skipped\n", strerror(-r));
+		_exit(0);
+	}
+	CK(r == 0 && nft_writer_stats(w)->full);
+	/* the first IPv6 entries create table ip6 twill in an incremental sync */
+	put(s, "ds.yaml", SVC_DS);
+	CK(nft_writer_sync(w) == 0);
+	const struct nft_sync_stats *st = nft_writer_stats(w);
+	CK(!st->full && st->elems_added == 5 && st->backends_added == 2 * 2 + 3 * 3);
+	CK(st->chains_written == 4); /* per family: pick-random-N and ext-pick-random-N */
+	nft_writer_free(w);
+	svc_planner_free(sp);
+
+	/* a restart (a new planner and writer): dumps, finds everything in place */
+	sp = svc_planner_new(s, &(struct svc_plan_in){"n1", addrs, 2});
+	w = nft_writer_new(sp, NULL);
+	CK(nft_writer_sync(w) == 0);
+	st = nft_writer_stats(w);
+	CK(st->full && st->elems_added == 0 && st->elems_deleted == 0 && st->backends_added == 0 &&
+	   st->backends_deleted == 0 && st->chains_written == 0 && st->chains_deleted == 0);
+
+	/* one IPv6 endpoint replaced: one backends element per IPv6 entry, nothing else */
+	put(s, "ds-v6.yaml",
+	    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+	    "metadata: {name: ds-v6, namespace: default, labels: {kubernetes.io/service-name: "
+	    "ds}}\naddressType: IPv6\nports: [{name: http, port: 8080}]\n"
+	    "endpoints: [{addresses: [\"fd00:244:1::2\"]}, {addresses: [\"fd00:244:2::2\"]},\n"
+	    "  {addresses: [\"fd00:244:9::2\"]}]\n");
+	CK(nft_writer_dirty(w));
+	CK(nft_writer_sync(w) == 0);
+	st = nft_writer_stats(w);
+	CK(!st->full && st->backends_added == 3 && st->backends_deleted == 3 &&
+	   st->elems_added == 0 && st->chains_written == 0);
+
+	/* IPv6 backends churn (handles of addresses no longer used are collected and every
+	 * handle renumbered): afterwards, a dump of the kernel matches what the writer holds */
+	for (int round = 0; round < 3; round++) {
+		put(s, "big.yaml", big_yaml(round));
+		CK(nft_writer_sync(w) == 0);
+		st = nft_writer_stats(w);
+		CK(st->backends_added == BIG_N && st->backends_deleted == (round ? BIG_N : 0));
+	}
+	nft_writer_request_resync(w);
+	CK(nft_writer_sync(w) == 0);
+	st = nft_writer_stats(w);
+	CK(st->full && st->backends_added == 0 && st->backends_deleted == 0 && st->elems_added == 0);
+	put(s, "big.yaml", NULL);
+	CK(nft_writer_sync(w) == 0);
+	CK(nft_writer_stats(w)->backends_deleted == BIG_N);
+
+	/* the Service goes: every element of both tables goes */
+	put(s, "ds.yaml", NULL);
+	CK(nft_writer_sync(w) == 0);
+	st = nft_writer_stats(w);
+	CK(st->elems_deleted == 5 && st->backends_deleted == 13 && st->chains_deleted == 4);
+	CK(nft_table_delete(NULL) == 0);
+	CK(nft_table_delete(NULL) == 0); /* absent is fine */
+	nft_writer_free(w);
+	svc_planner_free(sp);
+	store_free(s);
+}
+
+static void test_writer_dual_stack(void **state)
+{
+	(void)state;
+	in_netns(writer_round_trip);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -493,6 +673,8 @@ int main(void)
 	    cmocka_unit_test(test_no_entries),
 	    cmocka_unit_test(test_planner_incremental),
 	    cmocka_unit_test(test_lb_annotations),
+	    cmocka_unit_test(test_dual_stack),
+	    cmocka_unit_test(test_writer_dual_stack),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
