@@ -195,12 +195,7 @@ uint64_t nftb_rule_sig(const struct nftnl_rule *r)
 
 void nftb_payload(struct nftnl_rule *r, uint32_t base, uint32_t off, uint32_t len)
 {
-	struct nftnl_expr *e = nftnl_expr_alloc("payload");
-	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, off);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
-	nftnl_rule_add_expr(r, e);
+	nftb_payload_reg(r, base, off, len, NFT_REG_1);
 }
 
 void nftb_meta(struct nftnl_rule *r, uint32_t key)
@@ -254,12 +249,36 @@ void nftb_ct_state(struct nftnl_rule *r, uint32_t mask)
 	nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
 	nftnl_rule_add_expr(r, e);
 	uint32_t zero = 0;
-	e = nftnl_expr_alloc("bitwise");
+	nftb_bitwise(r, mask, 0);
+	nftb_cmp(r, NFT_CMP_NEQ, &zero, 4);
+}
+
+void nftb_payload_reg(struct nftnl_rule *r, uint32_t base, uint32_t off, uint32_t len,
+		      uint32_t dreg)
+{
+	struct nftnl_expr *e = nftnl_expr_alloc("payload");
+	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, off);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
+	nftnl_rule_add_expr(r, e);
+}
+
+void nftb_bitwise(struct nftnl_rule *r, uint32_t mask, uint32_t xor)
+{
+	struct nftnl_expr *e = nftnl_expr_alloc("bitwise");
 	nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
 	nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
 	nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, 4);
 	nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, &mask, 4);
-	nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, &zero, 4);
+	nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, &xor, 4);
 	nftnl_rule_add_expr(r, e);
-	nftb_cmp(r, NFT_CMP_NEQ, &zero, 4);
+}
+
+void nftb_reject(struct nftnl_rule *r, uint32_t type, uint8_t code)
+{
+	struct nftnl_expr *e = nftnl_expr_alloc("reject");
+	nftnl_expr_set_u32(e, NFTNL_EXPR_REJECT_TYPE, type);
+	nftnl_expr_set_u8(e, NFTNL_EXPR_REJECT_CODE, code);
+	nftnl_rule_add_expr(r, e);
 }

@@ -58,3 +58,10 @@ void nftb_verdict(struct nftnl_rule *r, int verdict, const char *chain);
 void nftb_counter(struct nftnl_rule *r);
 /* ct state & mask != 0 */
 void nftb_ct_state(struct nftnl_rule *r, uint32_t mask);
+/* payload into register dreg (NFT_REG32_00 ..., for concatenated keys) */
+void nftb_payload_reg(struct nftnl_rule *r, uint32_t base, uint32_t off, uint32_t len,
+		      uint32_t dreg);
+/* reg1 = (reg1 & mask) ^ xor, 4 bytes */
+void nftb_bitwise(struct nftnl_rule *r, uint32_t mask, uint32_t xor);
+/* reject: type NFT_REJECT_TCP_RST (code 0), NFT_REJECT_ICMP_UNREACH (code ICMP_*) ... */
+void nftb_reject(struct nftnl_rule *r, uint32_t type, uint8_t code);

@@ -1,0 +1,908 @@
+/* ipvs_writer: the Service planner's entries -> IPVS virtual services, addresses on
+ * kube-ipvs0 and the nftables rules beside them (layout and guarantees: see ipvs.h). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/ip_icmp.h>
+
+#include <errno.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <libnftnl/table.h>
+#include <linux/ip_vs.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_nat.h>
+#include <linux/netfilter/nf_tables.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+#include "model/model.h"
+#include "nft/nftb.h"
+#include "nl/nl.h"
+#include "nl/nl_tunnel.h"
+#include "proxy/conntrack.h"
+#include "proxy/ipvs.h"
+#include "store/store.h"
+
+#define SUB "ipvs"
+#define DEFAULT_MASQ_MARK 0x4000u
+#define ELEMS_PER_MSG 256
+
+/* nftables data types of the set keys (nftables' datatype ids, 6 bits each in a concat) */
+#define T_IPADDR 7
+#define T_PROTO 12
+#define T_SERVICE 13
+#define CAT(a, b) (((a) << 6) | (b))
+#define SVC_KEY_TYPE CAT(CAT(T_IPADDR, T_PROTO), T_SERVICE)
+#define SVC_KEY_LEN 12 /* address . protocol (padded to 4) . port (padded to 4) */
+
+enum nset { S_SERVICES, S_CLUSTER, S_MASQ, S_NOEP, S_VIPS, S_HAIRPIN, S_N };
+static const struct {
+	const char *name;
+	uint32_t key_type, key_len;
+	bool map;
+} sets[S_N] = {
+    [S_SERVICES] = {"services", SVC_KEY_TYPE, SVC_KEY_LEN, false},
+    [S_CLUSTER] = {"cluster-ips", SVC_KEY_TYPE, SVC_KEY_LEN, false},
+    [S_MASQ] = {"masq-services", SVC_KEY_TYPE, SVC_KEY_LEN, false},
+    [S_NOEP] = {"no-endpoints", SVC_KEY_TYPE, SVC_KEY_LEN, true},
+    [S_VIPS] = {"vips", T_IPADDR, 4, false},
+    [S_HAIRPIN] = {"hairpin", CAT(T_IPADDR, T_IPADDR), 8, false},
+};
+
+/* One wanted (or applied) set element; refs counts the virtual services asking for it. */
+struct elem {
+	uint8_t set;
+	uint8_t len;
+	uint8_t key[SVC_KEY_LEN];
+	int verdict; /* S_NOEP: NF_DROP or NFT_GOTO (reject-chain) */
+	unsigned refs;
+};
+
+/* One wanted virtual service and what the nftables sets need to know about it. */
+struct vrec {
+	struct ipvs_service s;
+	enum svc_scope scope;
+	bool masq;
+	enum svc_verdict verdict;
+};
+
+struct ipvs_writer {
+	struct svc_planner *sp;
+	struct store *st;
+	char sched[IPVS_SCHED_LEN];
+	bool has_cidr;
+	struct ipprefix cidr;
+	char *dev, *table;
+	uint32_t mark;
+
+	struct ipvs_conn ipvs;
+	struct nftb_conn nft;
+	struct nl_sock *nl;
+	int ifindex;
+
+	struct smap want;  /* vkey -> struct vrec */
+	struct smap owned; /* Service key -> struct smap of its vkeys */
+	struct smap have;  /* vkey -> struct ipvs_service (the kernel's, tracked) */
+	struct smap dirty; /* vkeys to reconcile */
+	struct smap ewant, ehave, edirty; /* element key -> struct elem */
+	struct smap awant, ahave, adirty; /* address "a.b.c.d" -> refs / 1 */
+	bool need_dump;
+	/* UDP real servers removed: their conntrack entries go after the sync (conntrack.h) */
+	struct ct_match *ct_pending;
+	size_t nct_pending;
+	struct ipvs_sync_stats stats;
+	char err[512];
+};
+
+const char *ipvs_sched_for(const struct object *svc, const char *dflt)
+{
+	const char *a = svc ? labels_get(&svc->meta.annotations, SVC_ANN_SCHEDULER) : NULL;
+	return a && ipvs_sched_known(a) ? a : dflt;
+}
+
+static uint8_t l4_of(enum proto p)
+{
+	return p == PROTO_TCP ? IPPROTO_TCP : p == PROTO_UDP ? IPPROTO_UDP : IPPROTO_SCTP;
+}
+
+/* ---------------------------------------------------------------- desired state */
+
+static void elem_key_str(const struct elem *e, char *buf, size_t size)
+{
+	size_t off = (size_t)snprintf(buf, size, "%s|", sets[e->set].name);
+	for (size_t i = 0; i < e->len && off + 3 < size; i++)
+		off += (size_t)snprintf(buf + off, size - off, "%02x", e->key[i]);
+}
+
+/* Add (delta 1) or drop (delta -1) one reference to an element of the wanted sets. */
+static void elem_ref(struct ipvs_writer *w, enum nset set, const void *key, int verdict, int delta)
+{
+	struct elem e = {.set = (uint8_t)set, .len = (uint8_t)sets[set].key_len, .verdict = verdict};
+	memcpy(e.key, key, e.len);
+	char k[64];
+	elem_key_str(&e, k, sizeof(k));
+	smap_add(&w->edirty, k);
+	bool created;
+	void **slot = smap_slot(&w->ewant, k, &created);
+	struct elem *cur = *slot;
+	if (delta > 0) {
+		if (!cur) {
+			cur = *slot = xmalloc(sizeof(*cur));
+			*cur = e;
+		}
+		cur->verdict = verdict;
+		cur->refs++;
+	} else if (cur && --cur->refs == 0) {
+		free(smap_del(&w->ewant, k));
+	} else if (!cur) {
+		smap_del(&w->ewant, k);
+	}
+}
+
+static void svc_key_bytes(uint8_t key[SVC_KEY_LEN], const struct ipvs_service *s)
+{
+	memset(key, 0, SVC_KEY_LEN);
+	memcpy(key, &s->addr.v4, 4);
+	key[4] = s->proto;
+	uint16_t p = htons(s->port);
+	memcpy(key + 8, &p, 2);
+}
+
+static void addr_ref(struct ipvs_writer *w, const struct ipaddr *a, int delta)
+{
+	char k[IP_STRLEN];
+	ip_fmt(a, k);
+	smap_add(&w->adirty, k);
+	bool created;
+	void **slot = smap_slot(&w->awant, k, &created);
+	uintptr_t n = (uintptr_t)*slot + (uintptr_t)(intptr_t)delta;
+	if (n == 0 || (!*slot && delta < 0))
+		smap_del(&w->awant, k);
+	else
+		*slot = (void *)n;
+	elem_ref(w, S_VIPS, &a->v4, 0, delta);
+}
+
+/* Every set element and address a wanted virtual service needs, counted up or down. */
+static void vrec_refs(struct ipvs_writer *w, const struct vrec *v, int delta)
+{
+	uint8_t key[SVC_KEY_LEN];
+	svc_key_bytes(key, &v->s);
+	elem_ref(w, S_SERVICES, key, 0, delta);
+	if (v->scope == SVC_SCOPE_CLUSTER_IP)
+		elem_ref(w, S_CLUSTER, key, 0, delta);
+	if (v->masq)
+		elem_ref(w, S_MASQ, key, 0, delta);
+	if (v->verdict != SVC_FORWARD)
+		elem_ref(w, S_NOEP, key, v->verdict == SVC_DROP ? NF_DROP : NFT_GOTO, delta);
+	if (v->scope != SVC_SCOPE_NODE_PORT)
+		addr_ref(w, &v->s.addr, delta);
+	for (size_t i = 0; i < v->s.ndests; i++) {
+		uint8_t hp[8];
+		memcpy(hp, &v->s.dests[i].addr.v4, 4);
+		memcpy(hp + 4, &v->s.dests[i].addr.v4, 4);
+		elem_ref(w, S_HAIRPIN, hp, 0, delta);
+	}
+}
+
+static void vrec_free(void *p)
+{
+	struct vrec *v = p;
+	ipvs_service_clear(&v->s);
+	free(v);
+}
+
+static void set_free(void *p)
+{
+	struct smap *m = p;
+	smap_clear(m, NULL);
+	free(m->b);
+	free(m);
+}
+
+static void drop_vkey(struct ipvs_writer *w, const char *vk)
+{
+	struct vrec *v = smap_del(&w->want, vk);
+	if (!v)
+		return;
+	vrec_refs(w, v, -1);
+	vrec_free(v);
+	smap_add(&w->dirty, vk);
+}
+
+/* The entries of one Service (planner key "ns/name") replace its previous ones. */
+static void service_apply(struct ipvs_writer *w, const char *key)
+{
+	struct smap *old = smap_del(&w->owned, key);
+	if (old) {
+		smap_foreach(old, it) drop_vkey(w, it->key);
+		set_free(old);
+	}
+	const struct svc_entries *es = svc_planner_get(w->sp, key);
+	if (!es || !es->n)
+		return;
+	const char *slash = strchr(key, '/');
+	const struct object *svc = NULL;
+	if (slash) {
+		char *ns = xasprintf("%.*s", (int)(slash - key), key);
+		svc = store_get(w->st, KIND_SERVICE, ns, slash + 1);
+		free(ns);
+	}
+	const char *sched = ipvs_sched_for(svc, w->sched);
+	struct smap *mine = xcalloc(1, sizeof(*mine));
+	for (size_t i = 0; i < es->n; i++) {
+		const struct svc_entry *e = &es->v[i];
+		if (e->vip.family != AF_INET)
+			continue;
+		struct vrec *v = xcalloc(1, sizeof(*v));
+		v->scope = e->scope;
+		v->masq = e->masquerade;
+		v->verdict = e->verdict;
+		v->s.addr = e->vip;
+		v->s.proto = l4_of(e->proto);
+		v->s.port = e->port;
+		snprintf(v->s.sched, sizeof(v->s.sched), "%s", sched);
+		v->s.netmask = 0xffffffffu;
+		if (e->affinity_timeout) {
+			v->s.flags = IP_VS_SVC_F_PERSISTENT;
+			v->s.timeout = e->affinity_timeout;
+		}
+		for (size_t k = 0; k < e->nbackends; k++) {
+			const struct svc_backend *b = &e->backends[k];
+			if (b->ip.family != AF_INET)
+				continue;
+			struct ipvs_dest d = {.addr = b->ip,
+					      .port = b->port,
+					      .fwd = IP_VS_CONN_F_MASQ,
+					      .weight = b->weight ? b->weight : 1};
+			ipvs_service_add_dest(&v->s, &d);
+		}
+		ipvs_service_sort_dests(&v->s);
+		char vk[64];
+		ipvs_service_key(&v->s, vk, sizeof(vk));
+		drop_vkey(w, vk); /* the planner gives each key to one Service; be safe */
+		*smap_slot(&w->want, vk, &(bool){0}) = v;
+		vrec_refs(w, v, 1);
+		smap_add(&w->dirty, vk);
+		smap_add(mine, vk);
+	}
+	*smap_slot(&w->owned, key, &(bool){0}) = mine;
+}
+
+/* ---------------------------------------------------------------- the node */
+
+static int node_setup(struct ipvs_writer *w)
+{
+	/* kube-proxy's settings (pkg/proxy/ipvs/proxier.go): conntrack so that masquerade
+	 * applies to what IPVS forwards; expire_nodest_conn so that a connection to a deleted
+	 * real server is dropped at its next packet (without it IPVS keeps sending a UDP
+	 * client's datagrams to the dead backend, whatever conntrack says) */
+	static const char *const need[] = {"net.ipv4.vs.conntrack",
+					   "net.ipv4.vs.expire_nodest_conn"};
+	static const char *const want[] = {"net.ipv4.vs.expire_quiescent_template"};
+	for (size_t i = 0; i < ARRAY_SIZE(need); i++) {
+		int r = sysctl_write(need[i], "1");
+		if (r < 0) {
+			snprintf(w->err, sizeof(w->err), "%s=1: %s", need[i], strerror(-r));
+			return r;
+		}
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+		int r = sysctl_write(want[i], "1");
+		if (r < 0)
+			log_warn(SUB, "%s=1: %s", want[i], strerror(-r));
+	}
+	if (!w->nl) {
+		w->nl = nl_open();
+		if (!w->nl) {
+			int r = -errno;
+			snprintf(w->err, sizeof(w->err), "rtnetlink socket: %s", strerror(-r));
+			return r;
+		}
+	}
+	int idx = nl_link_index(w->nl, w->dev);
+	if (idx == -ENODEV) {
+		/* a dummy device is NOARP from its creation and stays down: its addresses are
+		 * local (the kernel adds their local routes anyway) but never announced */
+		int r = nl_link_add_kind(w->dev, "dummy", 0);
+		if (r < 0 && r != -EEXIST) {
+			snprintf(w->err, sizeof(w->err), "creating dummy device %s: %s%s", w->dev,
+				 strerror(-r),
+				 r == -EOPNOTSUPP ? " (no dummy module in this kernel)" : "");
+			return r;
+		}
+		log_info(SUB, "created dummy device %s", w->dev);
+		idx = nl_link_index(w->nl, w->dev);
+	}
+	if (idx < 0) {
+		snprintf(w->err, sizeof(w->err), "device %s: %s", w->dev, strerror(-idx));
+		return idx;
+	}
+	w->ifindex = idx;
+	return 0;
+}
+
+static int addr_dump_cb(const struct nl_addr *a, void *arg)
+{
+	struct ipvs_writer *w = arg;
+	if (a->index != w->ifindex || a->prefix.addr.family != AF_INET)
+		return 0;
+	char k[IP_STRLEN];
+	ip_fmt(&a->prefix.addr, k);
+	smap_add(&w->ahave, k);
+	smap_add(&w->adirty, k);
+	return 0;
+}
+
+static int addr_op(struct ipvs_writer *w, const char *k, bool add)
+{
+	struct nl_addr a = {.index = w->ifindex, .scope = 0 /* RT_SCOPE_UNIVERSE */};
+	if (ip_parse(k, &a.prefix.addr) < 0)
+		return -EINVAL;
+	a.prefix.len = 32;
+	int r = add ? nl_addr_add(w->nl, &a) : nl_addr_del(w->nl, &a);
+	if (!add && r == -EADDRNOTAVAIL)
+		r = 0;
+	if (r < 0)
+		snprintf(w->err, sizeof(w->err), "%s %s/32 %s %s: %s", add ? "adding" : "deleting",
+			 k, add ? "to" : "from", w->dev, strerror(-r));
+	else if (add)
+		w->stats.addrs_added++;
+	else
+		w->stats.addrs_deleted++;
+	return r;
+}
+
+/* Bring kube-ipvs0's addresses to the wanted ones (add: the additions; else deletions). */
+static int addrs_sync(struct ipvs_writer *w, bool add)
+{
+	size_t n;
+	const char **keys = smap_keys(&w->adirty, &n);
+	int r = 0;
+	for (size_t i = 0; i < n && !r; i++) {
+		bool want = smap_has(&w->awant, keys[i]), have = smap_has(&w->ahave, keys[i]);
+		if (add && want && !have) {
+			r = addr_op(w, keys[i], true);
+			if (!r)
+				smap_add(&w->ahave, keys[i]);
+		} else if (!add && !want && have) {
+			r = addr_op(w, keys[i], false);
+			if (!r)
+				smap_del(&w->ahave, keys[i]);
+		}
+	}
+	free(keys);
+	return r;
+}
+
+/* ---------------------------------------------------------------- nftables */
+
+static void x_reg(struct nftnl_rule *r, const char *kind, uint32_t k1, uint32_t v1, uint32_t k2,
+		  uint32_t v2)
+{
+	struct nftnl_expr *e = nftnl_expr_alloc(kind);
+	nftnl_expr_set_u32(e, k1, v1);
+	nftnl_expr_set_u32(e, k2, v2);
+	nftnl_rule_add_expr(r, e);
+}
+
+/* ip daddr . meta l4proto . th dport, looked up in set (a verdict map when vmap) */
+static void x_svc_lookup(struct nftnl_rule *r, enum nset set, bool vmap, bool invert)
+{
+	/* NFT_REG_1 is where NFT_REG32_00 starts: the key is REG32_00 .. REG32_02 */
+	nftb_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 16, 4);
+	x_reg(r, "meta", NFTNL_EXPR_META_DREG, NFT_REG32_01, NFTNL_EXPR_META_KEY, NFT_META_L4PROTO);
+	nftb_payload_reg(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, NFT_REG32_02);
+	nftb_lookup(r, sets[set].name, vmap, invert);
+}
+
+static void x_mark_masq(struct ipvs_writer *w, struct nftnl_rule *r)
+{
+	nftb_meta(r, NFT_META_MARK);
+	nftb_bitwise(r, ~w->mark, w->mark);
+	x_reg(r, "meta", NFTNL_EXPR_META_SREG, NFT_REG_1, NFTNL_EXPR_META_KEY, NFT_META_MARK);
+}
+
+static void x_masq(struct nftnl_rule *r)
+{
+	struct nftnl_expr *e = nftnl_expr_alloc("masq");
+	nftnl_expr_set_u32(e, NFTNL_EXPR_MASQ_FLAGS, NF_NAT_RANGE_PROTO_RANDOM_FULLY);
+	nftnl_rule_add_expr(r, e);
+}
+
+static struct nftnl_rule *rule_new(struct ipvs_writer *w, const char *chain)
+{
+	struct nftnl_rule *r = nftnl_rule_alloc();
+	nftnl_rule_set_str(r, NFTNL_RULE_TABLE, w->table);
+	nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain);
+	nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_IPV4);
+	return r;
+}
+
+static void msg_chain(struct nftb_batch *b, const char *table, const char *name, const char *type,
+		      int hook, int prio)
+{
+	struct nftnl_chain *c = nftnl_chain_alloc();
+	nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table);
+	nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name);
+	if (type) {
+		nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, type);
+		nftnl_chain_set_u32(c, NFTNL_CHAIN_HOOKNUM, (uint32_t)hook);
+		nftnl_chain_set_s32(c, NFTNL_CHAIN_PRIO, prio);
+		nftnl_chain_set_u32(c, NFTNL_CHAIN_POLICY, NF_ACCEPT);
+	}
+	struct nlmsghdr *nlh = nftb_msg(b, NFT_MSG_NEWCHAIN, NLM_F_CREATE, 512);
+	nftnl_chain_nlmsg_build_payload(nlh, c);
+	nftb_put(b, nlh);
+	nftnl_chain_free(c);
+}
+
+static struct nftnl_set *set_obj(const char *table, enum nset s)
+{
+	struct nftnl_set *o = nftnl_set_alloc();
+	nftnl_set_set_str(o, NFTNL_SET_TABLE, table);
+	nftnl_set_set_str(o, NFTNL_SET_NAME, sets[s].name);
+	return o;
+}
+
+/* The table, its sets and chains, the fixed rules (chains flushed and refilled in this
+ * transaction, so no packet sees them empty), the sets emptied for a refill. */
+static void base_objects(struct ipvs_writer *w, struct nftb_batch *b)
+{
+	struct nftnl_table *t = nftnl_table_alloc();
+	nftnl_table_set_str(t, NFTNL_TABLE_NAME, w->table);
+	struct nlmsghdr *nlh = nftb_msg(b, NFT_MSG_NEWTABLE, NLM_F_CREATE, 256);
+	nftnl_table_nlmsg_build_payload(nlh, t);
+	nftb_put(b, nlh);
+	nftnl_table_free(t);
+	for (int i = 0; i < S_N; i++) {
+		struct nftnl_set *s = set_obj(w->table, i);
+		nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_IPV4);
+		nftnl_set_set_u32(s, NFTNL_SET_FLAGS, sets[i].map ? NFT_SET_MAP : 0);
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, sets[i].key_type);
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, sets[i].key_len);
+		if (sets[i].map)
+			nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
+		nftnl_set_set_u32(s, NFTNL_SET_ID, (uint32_t)i + 1);
+		nlh = nftb_msg(b, NFT_MSG_NEWSET, NLM_F_CREATE, 512);
+		nftnl_set_nlmsg_build_payload(nlh, s);
+		nftb_put(b, nlh);
+		nftnl_set_free(s);
+		/* emptied: the refill below is the whole wanted content */
+		s = set_obj(w->table, i);
+		nlh = nftb_msg(b, NFT_MSG_DELSETELEM, 0, 256);
+		nftnl_set_elems_nlmsg_build_payload(nlh, s);
+		nftb_put(b, nlh);
+		nftnl_set_free(s);
+	}
+	static const struct {
+		const char *name, *type;
+		int hook, prio;
+	} chains[] = {
+	    {"nat-prerouting", "nat", NF_INET_PRE_ROUTING, -100},
+	    {"nat-output", "nat", NF_INET_LOCAL_OUT, -100},
+	    {"nat-postrouting", "nat", NF_INET_POST_ROUTING, 100},
+	    {"filter-input", "filter", NF_INET_LOCAL_IN, -110},
+	    {"filter-output", "filter", NF_INET_LOCAL_OUT, -110},
+	    {"reject-chain", NULL, 0, 0},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(chains); i++) {
+		msg_chain(b, w->table, chains[i].name, chains[i].type, chains[i].hook,
+			  chains[i].prio);
+		nftb_chain_flush(b, w->table, chains[i].name);
+	}
+	struct nftnl_rule *r;
+	for (int i = 0; i < 2; i++) {
+		const char *chain = i ? "nat-output" : "nat-prerouting";
+		if (w->has_cidr) { /* to a ClusterIP, not from a pod: masquerade */
+			uint32_t mask = 0, net;
+			if (w->cidr.len)
+				mask = htonl(~0u << (32 - w->cidr.len));
+			memcpy(&net, &w->cidr.addr.v4, 4);
+			net &= mask;
+			r = rule_new(w, chain);
+			x_svc_lookup(r, S_CLUSTER, false, false);
+			nftb_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 12, 4);
+			nftb_bitwise(r, mask, 0);
+			nftb_cmp(r, NFT_CMP_NEQ, &net, 4);
+			x_mark_masq(w, r);
+			nftb_rule_add(b, r);
+		}
+		r = rule_new(w, chain); /* external traffic, Cluster policy */
+		x_svc_lookup(r, S_MASQ, false, false);
+		x_mark_masq(w, r);
+		nftb_rule_add(b, r);
+	}
+	uint32_t zero = 0;
+	r = rule_new(w, "nat-postrouting");
+	nftb_meta(r, NFT_META_MARK);
+	nftb_bitwise(r, w->mark, 0);
+	nftb_cmp(r, NFT_CMP_NEQ, &zero, 4);
+	x_masq(r);
+	nftb_rule_add(b, r);
+	/* hairpin: a backend that reached itself through its Service */
+	r = rule_new(w, "nat-postrouting");
+	nftb_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 12, 8); /* ip saddr . ip daddr */
+	nftb_lookup(r, sets[S_HAIRPIN].name, false, false);
+	x_masq(r);
+	nftb_rule_add(b, r);
+	for (int i = 0; i < 2; i++) {
+		r = rule_new(w, i ? "filter-output" : "filter-input");
+		x_svc_lookup(r, S_NOEP, true, false);
+		nftb_rule_add(b, r);
+	}
+	/* new traffic to a Service address on a port no Service has: reject (the node's own
+	 * listeners are not reachable on Service addresses) */
+	uint8_t icmp = IPPROTO_ICMP;
+	r = rule_new(w, "filter-input");
+	nftb_ct_state(r, 1u << 3 /* NF_CT_STATE_BIT(IP_CT_NEW) */);
+	nftb_meta(r, NFT_META_L4PROTO);
+	nftb_cmp(r, NFT_CMP_NEQ, &icmp, 1);
+	nftb_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 16, 4);
+	nftb_lookup(r, sets[S_VIPS].name, false, false);
+	x_svc_lookup(r, S_SERVICES, false, true);
+	nftb_verdict(r, NFT_GOTO, "reject-chain");
+	nftb_rule_add(b, r);
+	uint8_t tcp = IPPROTO_TCP; /* TCP: reset; others: ICMP port unreachable */
+	r = rule_new(w, "reject-chain");
+	nftb_meta(r, NFT_META_L4PROTO);
+	nftb_cmp(r, NFT_CMP_EQ, &tcp, 1);
+	nftb_reject(r, NFT_REJECT_TCP_RST, 0);
+	nftb_rule_add(b, r);
+	r = rule_new(w, "reject-chain");
+	nftb_reject(r, NFT_REJECT_ICMP_UNREACH, ICMP_PORT_UNREACH);
+	nftb_rule_add(b, r);
+}
+
+/* Element messages, ELEMS_PER_MSG elements each, one set and one operation at a time. */
+struct elem_msgs {
+	struct ipvs_writer *w;
+	struct nftb_batch *b;
+	uint16_t type;
+	int set;
+	struct nftnl_set *s;
+	size_t n;
+};
+
+static void em_flush(struct elem_msgs *m)
+{
+	if (!m->s)
+		return;
+	struct nlmsghdr *nlh = nftb_msg(m->b, m->type, m->type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0,
+					128 + m->n * 96);
+	nftnl_set_elems_nlmsg_build_payload(nlh, m->s);
+	nftb_put(m->b, nlh);
+	nftnl_set_free(m->s);
+	m->s = NULL;
+	m->n = 0;
+}
+
+static void em_add(struct elem_msgs *m, const struct elem *e)
+{
+	if (m->s && (m->set != e->set || m->n == ELEMS_PER_MSG))
+		em_flush(m);
+	if (!m->s) {
+		m->s = set_obj(m->w->table, e->set);
+		m->set = e->set;
+	}
+	struct nftnl_set_elem *el = nftnl_set_elem_alloc();
+	nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, e->key, e->len);
+	if (e->set == S_NOEP && m->type == NFT_MSG_NEWSETELEM) {
+		nftnl_set_elem_set_u32(el, NFTNL_SET_ELEM_VERDICT, (uint32_t)e->verdict);
+		if (e->verdict == NFT_GOTO)
+			nftnl_set_elem_set_str(el, NFTNL_SET_ELEM_CHAIN, "reject-chain");
+	}
+	nftnl_set_elem_add(m->s, el);
+	m->n++;
+}
+
+static int elem_cmp_q(const void *a, const void *b)
+{
+	const struct elem *x = *(const struct elem *const *)a, *y = *(const struct elem *const *)b;
+	return x->set - y->set;
+}
+
+/* Queue the elements in v (sorted by set, so messages group) as one operation. */
+static void em_all(struct ipvs_writer *w, struct nftb_batch *b, uint16_t type, struct elem **v,
+		   size_t n)
+{
+	qsort(v, n, sizeof(*v), elem_cmp_q);
+	struct elem_msgs m = {.w = w, .b = b, .type = type};
+	for (size_t i = 0; i < n; i++)
+		em_add(&m, v[i]);
+	em_flush(&m);
+}
+
+static void elem_copy_into(struct smap *m, const char *k, const struct elem *e)
+{
+	bool created;
+	void **slot = smap_slot(m, k, &created);
+	if (!*slot)
+		*slot = xmalloc(sizeof(struct elem));
+	memcpy(*slot, e, sizeof(*e));
+}
+
+static int nft_sync(struct ipvs_writer *w, bool full)
+{
+	int r = nftb_open(&w->nft);
+	if (r < 0) {
+		snprintf(w->err, sizeof(w->err), "nftables socket: %s", strerror(-r));
+		return r;
+	}
+	struct nftb_batch b;
+	nftb_begin(&b, &w->nft, NFPROTO_IPV4);
+	struct smap *keys_of = full ? &w->ewant : &w->edirty;
+	size_t n;
+	const char **keys = smap_keys(keys_of, &n);
+	struct elem **add = xcalloc(n + 1, sizeof(*add)), **del = xcalloc(n + 1, sizeof(*del));
+	size_t nadd = 0, ndel = 0;
+	if (full)
+		base_objects(w, &b);
+	for (size_t i = 0; i < n; i++) {
+		struct elem *want = smap_get(&w->ewant, keys[i]), *have = smap_get(&w->ehave, keys[i]);
+		if (full) {
+			add[nadd++] = want;
+			continue;
+		}
+		bool same = want && have && want->verdict == have->verdict;
+		if (have && !same)
+			del[ndel++] = have;
+		if (want && !same)
+			add[nadd++] = want;
+	}
+	em_all(w, &b, NFT_MSG_DELSETELEM, del, ndel);
+	em_all(w, &b, NFT_MSG_NEWSETELEM, add, nadd);
+	free(add);
+	free(del);
+	w->stats.nft_messages = b.msgs;
+	r = nftb_commit(&b);
+	if (r < 0) {
+		snprintf(w->err, sizeof(w->err), "nftables table %s: %s", w->table, w->nft.err);
+		free(keys);
+		return r;
+	}
+	if (full)
+		smap_clear(&w->ehave, free);
+	for (size_t i = 0; i < n; i++) {
+		struct elem *want = smap_get(&w->ewant, keys[i]);
+		if (want)
+			elem_copy_into(&w->ehave, keys[i], want);
+		else
+			free(smap_del(&w->ehave, keys[i]));
+	}
+	free(keys);
+	smap_clear(&w->edirty, NULL);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the writer */
+
+struct ipvs_writer *ipvs_writer_new(struct svc_planner *sp, struct store *st,
+				    const struct ipvs_cfg *cfg)
+{
+	struct ipvs_writer *w = xcalloc(1, sizeof(*w));
+	w->sp = sp;
+	w->st = st;
+	snprintf(w->sched, sizeof(w->sched), "%s",
+		 cfg && cfg->scheduler ? cfg->scheduler : IPVS_DEFAULT_SCHEDULER);
+	if (cfg && cfg->cluster_cidr && cfg->cluster_cidr->addr.family == AF_INET) {
+		w->has_cidr = true;
+		w->cidr = *cfg->cluster_cidr;
+	}
+	w->dev = xstrdup(cfg && cfg->device ? cfg->device : IPVS_DEVICE);
+	w->table = xstrdup(cfg && cfg->table ? cfg->table : IPVS_NFT_TABLE);
+	w->mark = cfg && cfg->masq_mark ? cfg->masq_mark : DEFAULT_MASQ_MARK;
+	w->need_dump = true;
+	return w;
+}
+
+static void svc_free(void *p)
+{
+	struct ipvs_service *s = p;
+	ipvs_service_clear(s);
+	free(s);
+}
+
+void ipvs_writer_free(struct ipvs_writer *w)
+{
+	if (!w)
+		return;
+	ipvs_close(&w->ipvs);
+	nftb_close(&w->nft);
+	if (w->nl)
+		nl_close(w->nl);
+	smap_clear(&w->want, vrec_free);
+	smap_clear(&w->owned, set_free);
+	smap_clear(&w->have, svc_free);
+	smap_clear(&w->dirty, NULL);
+	smap_clear(&w->ewant, free);
+	smap_clear(&w->ehave, free);
+	smap_clear(&w->edirty, NULL);
+	smap_clear(&w->awant, NULL);
+	smap_clear(&w->ahave, NULL);
+	smap_clear(&w->adirty, NULL);
+	struct smap *all[] = {&w->want,	 &w->owned, &w->have,  &w->dirty, &w->ewant,
+			      &w->ehave, &w->edirty, &w->awant, &w->ahave, &w->adirty};
+	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
+		free(all[i]->b);
+	free(w->ct_pending);
+	free(w->dev);
+	free(w->table);
+	free(w);
+}
+
+bool ipvs_writer_dirty(const struct ipvs_writer *w)
+{
+	return w->need_dump || w->dirty.n || w->edirty.n || w->adirty.n || w->nct_pending ||
+	       svc_planner_dirty(w->sp);
+}
+
+void ipvs_writer_request_resync(struct ipvs_writer *w)
+{
+	w->need_dump = true;
+}
+
+const struct ipvs_sync_stats *ipvs_writer_stats(const struct ipvs_writer *w)
+{
+	return &w->stats;
+}
+
+const char *ipvs_writer_error(const struct ipvs_writer *w)
+{
+	return w->err;
+}
+
+/* The kernel's IPVS table and kube-ipvs0's addresses become `have`; everything is
+ * reconciled in this sync. */
+static int dump_kernel(struct ipvs_writer *w)
+{
+	int r = node_setup(w);
+	if (r < 0)
+		return r;
+	struct ipvs_table t = {0};
+	r = ipvs_dump(&w->ipvs, &t);
+	if (r < 0) {
+		snprintf(w->err, sizeof(w->err), "%s", w->ipvs.err);
+		return r;
+	}
+	smap_clear(&w->have, svc_free);
+	for (size_t i = 0; i < t.n; i++) {
+		char vk[64];
+		ipvs_service_key(&t.v[i], vk, sizeof(vk));
+		struct ipvs_service *s = xmalloc(sizeof(*s));
+		*s = t.v[i]; /* takes the dests */
+		t.v[i].dests = NULL;
+		*smap_slot(&w->have, vk, &(bool){0}) = s;
+		smap_add(&w->dirty, vk);
+	}
+	ipvs_table_free(&t);
+	smap_foreach(&w->want, it) smap_add(&w->dirty, it->key);
+	smap_clear(&w->ahave, NULL);
+	r = nl_addr_dump(w->nl, AF_INET, w->ifindex, addr_dump_cb, w);
+	if (r < 0) {
+		snprintf(w->err, sizeof(w->err), "addresses of %s: %s", w->dev, strerror(-r));
+		return r;
+	}
+	smap_foreach(&w->awant, it) smap_add(&w->adirty, it->key);
+	return 0;
+}
+
+/* A UDP client keeps its 5-tuple, so conntrack would keep sending it to a real server that
+ * is gone: remember the entries to delete once the sync succeeded. */
+static void stale_udp(struct ipvs_writer *w, const struct ipvs_ops *ops)
+{
+	for (size_t i = 0; i < ops->n; i++) {
+		const struct ipvs_op *op = &ops->v[i];
+		const struct ipvs_service *s = op->svc;
+		size_t nd = op->kind == IPVS_OP_DEL_DEST ? 1 : op->kind == IPVS_OP_DEL_SVC ? s->ndests : 0;
+		if (s->proto != IPPROTO_UDP || s->addr.family != AF_INET || !nd)
+			continue;
+		w->ct_pending = xrealloc(w->ct_pending, (w->nct_pending + nd) * sizeof(*w->ct_pending));
+		for (size_t k = 0; k < nd; k++) {
+			const struct ipvs_dest *d = op->dest ? op->dest : &s->dests[k];
+			struct ct_match *m = &w->ct_pending[w->nct_pending++];
+			memset(m, 0, sizeof(*m));
+			m->family = AF_INET;
+			m->l4 = IPPROTO_UDP;
+			m->dport = s->port;
+			memcpy(m->dst, &s->addr.v4, 4);
+			memcpy(m->rsrc, &d->addr.v4, 4);
+			m->rsport = d->port;
+		}
+	}
+}
+
+static void count_ops(struct ipvs_writer *w, const struct ipvs_ops *ops)
+{
+	unsigned *c[] = {&w->stats.svc_added,	&w->stats.svc_changed,	 &w->stats.svc_deleted,
+			 &w->stats.dests_added, &w->stats.dests_changed, &w->stats.dests_deleted};
+	for (size_t i = 0; i < ops->n; i++)
+		(*c[ops->v[i].kind])++;
+}
+
+int ipvs_writer_sync(struct ipvs_writer *w)
+{
+	memset(&w->stats, 0, sizeof(w->stats));
+	int r = ipvs_open(&w->ipvs);
+	if (r < 0) {
+		snprintf(w->err, sizeof(w->err), "%s", w->ipvs.err);
+		return r;
+	}
+	char **keys = NULL;
+	size_t n = svc_planner_update(w->sp, &keys);
+	for (size_t i = 0; i < n; i++)
+		service_apply(w, keys[i]);
+	svc_planner_keys_free(keys, n);
+	w->stats.services = (unsigned)n;
+
+	bool full = w->need_dump;
+	w->stats.full = full;
+	if (full && (r = dump_kernel(w)) < 0)
+		return r;
+
+	size_t nd;
+	const char **dk = smap_keys(&w->dirty, &nd);
+	struct ipvs_ops ops = {0};
+	for (size_t i = 0; i < nd; i++) {
+		const struct vrec *v = smap_get(&w->want, dk[i]);
+		ipvs_diff_service(v ? &v->s : NULL, smap_get(&w->have, dk[i]), &ops);
+	}
+	count_ops(w, &ops);
+	size_t nct_before = w->nct_pending;
+	stale_udp(w, &ops);
+	/* addresses first (a new virtual service's packets arrive as soon as it exists),
+	 * then IPVS, then the rules beside it, then the addresses no longer wanted */
+	r = addrs_sync(w, true);
+	if (!r && ops.n) {
+		r = ipvs_apply(&w->ipvs, ops.v, ops.n);
+		if (r < 0)
+			snprintf(w->err, sizeof(w->err), "%s", w->ipvs.err);
+	}
+	if (!r)
+		r = nft_sync(w, full);
+	if (!r)
+		r = addrs_sync(w, false);
+	ipvs_ops_free(&ops);
+	if (r < 0) {
+		log_warn(SUB, "sync failed (%s); will dump the kernel and retry", w->err);
+		w->need_dump = true;
+		w->nct_pending = nct_before; /* the next sync's diff names them again */
+		free(dk);
+		return r;
+	}
+	for (size_t i = 0; i < nd; i++) {
+		const struct vrec *v = smap_get(&w->want, dk[i]);
+		struct ipvs_service *old = smap_del(&w->have, dk[i]);
+		if (old)
+			svc_free(old);
+		if (v) {
+			struct ipvs_service *s = xmalloc(sizeof(*s));
+			ipvs_service_copy(s, &v->s);
+			*smap_slot(&w->have, dk[i], &(bool){0}) = s;
+		}
+	}
+	free(dk);
+	smap_clear(&w->dirty, NULL);
+	smap_clear(&w->adirty, NULL);
+	w->need_dump = false;
+	w->err[0] = '\0';
+	if (w->nct_pending) {
+		int d = ct_delete_matching(w->ct_pending, w->nct_pending);
+		if (d < 0) {
+			log_warn(SUB, "deleting stale UDP conntrack entries: %s (will retry)",
+				 strerror(-d));
+		} else {
+			if (d)
+				log_info(SUB, "deleted %d stale UDP conntrack entries", d);
+			free(w->ct_pending);
+			w->ct_pending = NULL;
+			w->nct_pending = 0;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,328 @@
+/* Unit tests for proxy/ipvs: the IPVS generic netlink messages (built, then read back
+ * attribute by attribute), the parsing of dump replies, and the diff of one virtual service
+ * against the kernel's -- all without a kernel.  The host kernel may lack ip_vs: the one
+ * kernel test checks that opening the family then fails with a clear error, in a forked
+ * child's own network namespace. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h> /* needs the four above first */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libmnl/libmnl.h>
+#include <linux/genetlink.h>
+#include <linux/ip_vs.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "proxy/ipvs.h"
+
+#define FAMILY 0x1234
+
+static struct ipaddr ip4(const char *s)
+{
+	struct ipaddr a;
+	assert_int_equal(ip_parse(s, &a), 0);
+	return a;
+}
+
+static struct ipvs_service svc(const char *ip, uint16_t port, const char *sched)
+{
+	struct ipvs_service s = {.addr = ip4(ip), .proto = IPPROTO_TCP, .port = port,
+				 .netmask = 0xffffffffu};
+	snprintf(s.sched, sizeof(s.sched), "%s", sched);
+	return s;
+}
+
+static void add_dest(struct ipvs_service *s, const char *ip, uint16_t port, uint32_t weight)
+{
+	struct ipvs_dest d = {.addr = ip4(ip), .port = port, .weight = weight};
+	ipvs_service_add_dest(s, &d);
+	ipvs_service_sort_dests(s);
+}
+
+static int cb(const struct nlattr *a, void *data)
+{
+	const struct nlattr **tb = data;
+	if (mnl_attr_get_type(a) < 32)
+		tb[mnl_attr_get_type(a)] = a;
+	return MNL_CB_OK;
+}
+
+/* The nest `which` of a built message, its attributes in tb. */
+static void nest_of(const struct nlmsghdr *nlh, uint16_t which, const struct nlattr **tb)
+{
+	const struct nlattr *top[32] = {0};
+	assert_true(mnl_attr_parse(nlh, sizeof(struct genlmsghdr), cb, top) >= 0);
+	assert_non_null(top[which]);
+	memset(tb, 0, 32 * sizeof(*tb));
+	assert_true(mnl_attr_parse_nested(top[which], cb, tb) >= 0);
+}
+
+static void test_build_service(void **state)
+{
+	(void)state;
+	char buf[IPVS_MSG_MAX] __attribute__((aligned(8)));
+	struct ipvs_service s = svc("10.96.0.10", 80, "rr");
+	s.flags = IP_VS_SVC_F_PERSISTENT | IP_VS_SVC_F_HASHED;
+	s.timeout = 60;
+	struct nlmsghdr *nlh = ipvs_build_service(buf, FAMILY, IPVS_CMD_NEW_SERVICE, NLM_F_ACK, &s);
+	assert_int_equal(nlh->nlmsg_type, FAMILY);
+	assert_int_equal(nlh->nlmsg_flags, NLM_F_REQUEST | NLM_F_ACK);
+	const struct genlmsghdr *g = mnl_nlmsg_get_payload(nlh);
+	assert_int_equal(g->cmd, IPVS_CMD_NEW_SERVICE);
+	assert_int_equal(g->version, IPVS_GENL_VERSION);
+	const struct nlattr *tb[32];
+	nest_of(nlh, IPVS_CMD_ATTR_SERVICE, tb);
+	assert_int_equal(mnl_attr_get_u16(tb[IPVS_SVC_ATTR_AF]), AF_INET);
+	assert_int_equal(mnl_attr_get_u16(tb[IPVS_SVC_ATTR_PROTOCOL]), IPPROTO_TCP);
+	assert_int_equal(mnl_attr_get_payload_len(tb[IPVS_SVC_ATTR_ADDR]), 16);
+	const uint8_t want_addr[16] = {10, 96, 0, 10};
+	assert_memory_equal(mnl_attr_get_payload(tb[IPVS_SVC_ATTR_ADDR]), want_addr, 16);
+	assert_int_equal(mnl_attr_get_u16(tb[IPVS_SVC_ATTR_PORT]), htons(80));
+	assert_string_equal(mnl_attr_get_str(tb[IPVS_SVC_ATTR_SCHED_NAME]), "rr");
+	const struct ip_vs_flags *f = mnl_attr_get_payload(tb[IPVS_SVC_ATTR_FLAGS]);
+	assert_int_equal(f->flags, IP_VS_SVC_F_PERSISTENT); /* HASHED is the kernel's own */
+	assert_int_equal(f->mask, 0xffffffffu);
+	assert_int_equal(mnl_attr_get_u32(tb[IPVS_SVC_ATTR_TIMEOUT]), 60);
+	assert_int_equal(mnl_attr_get_u32(tb[IPVS_SVC_ATTR_NETMASK]), 0xffffffffu);
+	assert_null(tb[IPVS_SVC_ATTR_FWMARK]);
+
+	/* a delete names the service only */
+	nlh = ipvs_build_service(buf, FAMILY, IPVS_CMD_DEL_SERVICE, NLM_F_ACK, &s);
+	nest_of(nlh, IPVS_CMD_ATTR_SERVICE, tb);
+	assert_non_null(tb[IPVS_SVC_ATTR_ADDR]);
+	assert_null(tb[IPVS_SVC_ATTR_SCHED_NAME]);
+	assert_null(tb[IPVS_SVC_ATTR_FLAGS]);
+	/* a dump carries nothing */
+	nlh = ipvs_build_service(buf, FAMILY, IPVS_CMD_GET_SERVICE, NLM_F_DUMP, NULL);
+	assert_int_equal(nlh->nlmsg_len, mnl_nlmsg_size(sizeof(struct genlmsghdr)));
+	assert_true(nlh->nlmsg_flags & NLM_F_DUMP);
+}
+
+static void test_build_dest(void **state)
+{
+	(void)state;
+	char buf[IPVS_MSG_MAX] __attribute__((aligned(8)));
+	struct ipvs_service s = svc("192.168.10.100", 30080, "lc");
+	s.proto = IPPROTO_UDP;
+	struct ipvs_dest d = {.addr = ip4("10.244.1.5"), .port = 8080, .weight = 3};
+	struct nlmsghdr *nlh = ipvs_build_dest(buf, FAMILY, IPVS_CMD_NEW_DEST, NLM_F_ACK, &s, &d);
+	const struct genlmsghdr *g = mnl_nlmsg_get_payload(nlh);
+	assert_int_equal(g->cmd, IPVS_CMD_NEW_DEST);
+	const struct nlattr *tb[32];
+	nest_of(nlh, IPVS_CMD_ATTR_SERVICE, tb);
+	assert_int_equal(mnl_attr_get_u16(tb[IPVS_SVC_ATTR_PROTOCOL]), IPPROTO_UDP);
+	assert_int_equal(mnl_attr_get_u16(tb[IPVS_SVC_ATTR_PORT]), htons(30080));
+	assert_null(tb[IPVS_SVC_ATTR_SCHED_NAME]); /* the service is only named */
+	nest_of(nlh, IPVS_CMD_ATTR_DEST, tb);
+	const uint8_t want_addr[16] = {10, 244, 1, 5};
+	assert_memory_equal(mnl_attr_get_payload(tb[IPVS_DEST_ATTR_ADDR]), want_addr, 16);
+	assert_int_equal(mnl_attr_get_u16(tb[IPVS_DEST_ATTR_PORT]), htons(8080));
+	assert_int_equal(mnl_attr_get_u32(tb[IPVS_DEST_ATTR_FWD_METHOD]), IP_VS_CONN_F_MASQ);
+	assert_int_equal(mnl_attr_get_u32(tb[IPVS_DEST_ATTR_WEIGHT]), 3);
+	assert_int_equal(mnl_attr_get_u32(tb[IPVS_DEST_ATTR_U_THRESH]), 0);
+	assert_int_equal(mnl_attr_get_u32(tb[IPVS_DEST_ATTR_L_THRESH]), 0);
+	assert_int_equal(mnl_attr_get_u16(tb[IPVS_DEST_ATTR_ADDR_FAMILY]), AF_INET);
+
+	nlh = ipvs_build_dest(buf, FAMILY, IPVS_CMD_DEL_DEST, NLM_F_ACK, &s, &d);
+	nest_of(nlh, IPVS_CMD_ATTR_DEST, tb);
+	assert_non_null(tb[IPVS_DEST_ATTR_ADDR]);
+	assert_null(tb[IPVS_DEST_ATTR_WEIGHT]);
+	/* the dest dump of one service: the service, no dest */
+	nlh = ipvs_build_dest(buf, FAMILY, IPVS_CMD_GET_DEST, NLM_F_DUMP, &s, NULL);
+	const struct nlattr *top[32] = {0};
+	assert_true(mnl_attr_parse(nlh, sizeof(struct genlmsghdr), cb, top) >= 0);
+	assert_non_null(top[IPVS_CMD_ATTR_SERVICE]);
+	assert_null(top[IPVS_CMD_ATTR_DEST]);
+}
+
+/* Replies have the requests' layout plus counters: parse what was built, with stats added. */
+static void test_parse(void **state)
+{
+	(void)state;
+	char buf[IPVS_MSG_MAX] __attribute__((aligned(8)));
+	struct ipvs_service s = svc("10.96.0.12", 443, "sh");
+	s.flags = IP_VS_SVC_F_PERSISTENT;
+	s.timeout = 10800;
+	struct nlmsghdr *nlh = ipvs_build_service(buf, FAMILY, IPVS_CMD_NEW_SERVICE, 0, &s);
+	/* append a STATS64 nest inside the service nest, as the kernel does */
+	struct nlattr *svcnest = (struct nlattr *)((char *)mnl_nlmsg_get_payload(nlh) +
+						   MNL_ALIGN(sizeof(struct genlmsghdr)));
+	struct nlattr *st = mnl_attr_nest_start(nlh, IPVS_SVC_ATTR_STATS64);
+	mnl_attr_put_u64(nlh, IPVS_STATS_ATTR_CONNS, 7);
+	mnl_attr_put_u64(nlh, IPVS_STATS_ATTR_INBYTES, 1ull << 40);
+	mnl_attr_nest_end(nlh, st);
+	svcnest->nla_len = (uint16_t)((char *)mnl_nlmsg_get_payload_tail(nlh) - (char *)svcnest);
+	struct ipvs_service p;
+	assert_int_equal(ipvs_parse_service(nlh, &p), 0);
+	assert_int_equal(ipvs_service_cmp(&p, &s), 0);
+	assert_true(ipvs_service_same(&p, &s));
+	assert_string_equal(p.sched, "sh");
+	assert_int_equal(p.timeout, 10800);
+	assert_int_equal(p.stats.conns, 7);
+	assert_int_equal(p.stats.inbytes, 1ull << 40);
+	char k[64];
+	assert_string_equal(ipvs_service_key(&p, k, sizeof(k)), "TCP 10.96.0.12:443");
+
+	struct ipvs_dest d = {.addr = ip4("10.244.2.9"), .port = 80, .weight = 1};
+	nlh = ipvs_build_dest(buf, FAMILY, IPVS_CMD_NEW_DEST, 0, &s, &d);
+	struct ipvs_dest pd;
+	assert_int_equal(ipvs_parse_dest(nlh, &pd), 0);
+	assert_int_equal(ipvs_dest_cmp(&pd, &d), 0);
+	assert_int_equal(pd.weight, 1);
+	assert_int_equal(pd.fwd, IP_VS_CONN_F_MASQ);
+
+	/* malformed: no service nest, a truncated message */
+	nlh = ipvs_build_service(buf, FAMILY, IPVS_CMD_GET_SERVICE, NLM_F_DUMP, NULL);
+	assert_int_equal(ipvs_parse_service(nlh, &p), -EINVAL);
+	assert_int_equal(ipvs_parse_dest(nlh, &pd), -EINVAL);
+	nlh->nlmsg_len = 8;
+	assert_int_equal(ipvs_parse_service(nlh, &p), -EINVAL);
+}
+
+static size_t count(const struct ipvs_ops *o, enum ipvs_op_kind k)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < o->n; i++)
+		n += o->v[i].kind == k;
+	return n;
+}
+
+static void test_diff(void **state)
+{
+	(void)state;
+	struct ipvs_service want = svc("10.96.0.10", 80, "rr");
+	add_dest(&want, "10.244.0.5", 80, 1);
+	add_dest(&want, "10.244.1.5", 80, 1);
+	add_dest(&want, "10.244.2.5", 80, 1);
+	struct ipvs_ops ops = {0};
+
+	/* new: the service, then its real servers */
+	assert_int_equal(ipvs_diff_service(&want, NULL, &ops), 4);
+	assert_int_equal(ops.v[0].kind, IPVS_OP_ADD_SVC);
+	assert_int_equal(count(&ops, IPVS_OP_ADD_DEST), 3);
+	ipvs_ops_free(&ops);
+
+	/* the kernel's copy: flagged HASHED, with counters: nothing to do */
+	struct ipvs_service have;
+	ipvs_service_copy(&have, &want);
+	have.flags |= IP_VS_SVC_F_HASHED;
+	have.stats.conns = 99;
+	have.dests[1].active = 5;
+	assert_int_equal(ipvs_diff_service(&want, &have, &ops), 0);
+
+	/* one endpoint more: one real server added, nothing else */
+	add_dest(&want, "10.244.1.6", 80, 1);
+	assert_int_equal(ipvs_diff_service(&want, &have, &ops), 1);
+	assert_int_equal(ops.v[0].kind, IPVS_OP_ADD_DEST);
+	assert_int_equal(ops.v[0].dest->addr.v4.s_addr, ip4("10.244.1.6").v4.s_addr);
+	ipvs_ops_free(&ops);
+
+	/* weight and scheduler changed in place; a replaced endpoint: delete, then add */
+	ipvs_service_clear(&want);
+	want = svc("10.96.0.10", 80, "wlc");
+	add_dest(&want, "10.244.0.5", 80, 5);
+	add_dest(&want, "10.244.1.5", 80, 1);
+	add_dest(&want, "10.244.2.7", 80, 1);
+	assert_int_equal(ipvs_diff_service(&want, &have, &ops), 4);
+	assert_int_equal(ops.v[0].kind, IPVS_OP_SET_SVC);
+	assert_int_equal(ops.v[1].kind, IPVS_OP_DEL_DEST);
+	assert_int_equal(ops.v[1].dest->addr.v4.s_addr, ip4("10.244.2.5").v4.s_addr);
+	assert_int_equal(count(&ops, IPVS_OP_SET_DEST), 1);
+	assert_int_equal(count(&ops, IPVS_OP_ADD_DEST), 1);
+	assert_int_equal(ops.v[3].kind, IPVS_OP_ADD_DEST); /* additions after deletions */
+	ipvs_ops_free(&ops);
+
+	/* persistence on: a change of the service only */
+	ipvs_service_clear(&want);
+	ipvs_service_copy(&want, &have);
+	want.flags = IP_VS_SVC_F_PERSISTENT;
+	want.timeout = 10800;
+	assert_int_equal(ipvs_diff_service(&want, &have, &ops), 1);
+	assert_int_equal(ops.v[0].kind, IPVS_OP_SET_SVC);
+	ipvs_ops_free(&ops);
+
+	/* gone: one delete takes its real servers with it */
+	assert_int_equal(ipvs_diff_service(NULL, &have, &ops), 1);
+	assert_int_equal(ops.v[0].kind, IPVS_OP_DEL_SVC);
+	assert_string_equal(ipvs_op_name(ops.v[0].kind), "delete service");
+	ipvs_ops_free(&ops);
+	assert_int_equal(ipvs_diff_service(NULL, NULL, &ops), 0);
+	ipvs_service_clear(&want);
+	ipvs_service_clear(&have);
+}
+
+static void test_table_and_sched(void **state)
+{
+	(void)state;
+	assert_true(ipvs_sched_known("rr"));
+	assert_true(ipvs_sched_known("lc"));
+	assert_true(ipvs_sched_known("nq"));
+	assert_false(ipvs_sched_known("random"));
+	assert_false(ipvs_sched_known(""));
+	assert_false(ipvs_sched_known(NULL));
+	assert_string_equal(ipvs_sched_for(NULL, "sed"), "sed");
+
+	struct ipvs_table t = {.n = 3, .cap = 3};
+	t.v = calloc(3, sizeof(*t.v));
+	t.v[0] = svc("10.96.0.1", 443, "rr");
+	t.v[1] = svc("10.96.0.10", 53, "rr");
+	t.v[1].proto = IPPROTO_UDP;
+	t.v[2] = svc("10.96.0.10", 80, "rr");
+	struct ipvs_service k = svc("10.96.0.10", 53, "");
+	assert_null(ipvs_table_find(&t, &k)); /* TCP */
+	k.proto = IPPROTO_UDP;
+	assert_ptr_equal(ipvs_table_find(&t, &k), &t.v[1]);
+	ipvs_table_free(&t);
+	assert_int_equal(t.n, 0);
+}
+
+/* In a namespace of its own: the family resolves where the kernel has IPVS, and fails
+ * with the hint to load ip_vs where it has not. */
+static void test_kernel(void **state)
+{
+	(void)state;
+	if (geteuid() != 0) {
+		skip();
+		return;
+	}
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (unshare(CLONE_NEWNET) < 0)
+			_exit(3);
+		struct ipvs_conn c = {0};
+		int r = ipvs_open(&c);
+		bool has = access("/proc/net/ip_vs", F_OK) == 0;
+		if (has) {
+			struct ipvs_table t = {0};
+			r = r ? r : ipvs_dump(&c, &t);
+			ipvs_close(&c);
+			_exit(r == 0 && t.n == 0 ? 0 : 1); /* a new namespace has no services */
+		}
+		_exit(r == -ENOENT && strstr(c.err, "modprobe ip_vs") && !c.nl ? 0 : 2);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_build_service), cmocka_unit_test(test_build_dest),
+	    cmocka_unit_test(test_parse),	  cmocka_unit_test(test_diff),
+	    cmocka_unit_test(test_table_and_sched), cmocka_unit_test(test_kernel),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
