@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/agent_bgp.h"
 #include "control/control.h"
 #include "lab/kubelet.h"
 #include "lib/consts.h"
@@ -54,6 +55,7 @@
 #include "proxy/svc_plan.h"
 #include "route/route.h"
 #include "store/store.h"
+#include "wg/wg.h"
 
 #define SUB "agent"
 #define TICK_MS 250
@@ -87,6 +89,7 @@ struct agent_opts {
 	uint16_t port;
 	bool kubelet;
 	enum proxy_mode proxy;
+	enum route_encrypt encrypt;
 	const char *ipvs_scheduler; /* --ipvs-scheduler (--proxy ipvs) */
 	bool policy; /* NetworkPolicy enforcement (--policy on|off) */
 	const char *lab;
@@ -116,6 +119,7 @@ struct agent {
 	struct ipvs_writer *vw; /* --proxy ipvs instead of nw */
 	bool ipt_dirty;		/* a full iptables sync is due (start, resync, node addresses) */
 	struct healthcheck *hc; /* health-check node ports (externalTrafficPolicy Local) */
+	struct agent_bgp *bgp;	/* --routing bgp: the BGP speaker (agent_bgp.h) */
 	bool hc_dirty;
 	char *hc_error;
 	struct ipaddr node_addrs[MAX_NODE_ADDRS];
@@ -152,7 +156,9 @@ static void usage(FILE *f)
 		"  --node NAME             this node's Node object name\n"
 		"  --manifests DIR         the manifest directory (watched with inotify)\n"
 		"  --state-dir DIR         where node.json and status.json are written\n"
-		"  --routing MODE          host-gw | vxlan | mixed (default vxlan)\n"
+		"  --routing MODE          host-gw | vxlan | mixed | ipip | ipip-crosssubnet |\n"
+		"                          bgp (default vxlan; bgp: native routing, pod\n"
+		"                          routes learned by the BGP speaker, see BGPPeer)\n"
 		"  --wiring MODE           routed | bridge (default routed)\n"
 		"  --cluster-cidr CIDR     pod network, may be given per family (default %s)\n"
 		"  --node-cidr-len N       podCIDR length per node (default %d)\n"
@@ -164,6 +170,8 @@ static void usage(FILE *f)
 		"                          none leaves Services to another proxy)\n"
 		"  --ipvs-scheduler NAME   --proxy ipvs: rr | wrr | lc | wlc | dh | sh | sed | nq\n"
 		"                          ... (default rr, as kube-proxy)\n"
+		"  --encrypt none|wireguard  pod traffic between nodes through WireGuard\n"
+		"                          (twill.wg, UDP 51820; default none)\n"
 		"  --policy on|off         enforce NetworkPolicy with nftables (default on;\n"
 		"                          table inet %s)\n"
 		"  --kubelet --lab NAME    also run the lab's pod runtime for this node\n"
@@ -199,6 +207,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 		O_PORT,
 		O_KUBELET,
 		O_PROXY,
+		O_ENCRYPT,
 		O_IPVS_SCHED,
 		O_POLICY,
 		O_LAB,
@@ -217,6 +226,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 	    {"vxlan-port", required_argument, NULL, O_PORT},
 	    {"kubelet", no_argument, NULL, O_KUBELET},
 	    {"proxy", required_argument, NULL, O_PROXY},
+	    {"encrypt", required_argument, NULL, O_ENCRYPT},
 	    {"ipvs-scheduler", required_argument, NULL, O_IPVS_SCHED},
 	    {"policy", required_argument, NULL, O_POLICY},
 	    {"lab", required_argument, NULL, O_LAB},
@@ -323,6 +333,18 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 		case O_KUBELET:
 			o->kubelet = true;
 			break;
+		case O_ENCRYPT: {
+			int e = route_encrypt_parse(optarg);
+			if (e < 0) {
+				fprintf(
+				    stderr,
+				    "twill agent: --encrypt must be none or wireguard, not '%s'\n",
+				    optarg);
+				return 2;
+			}
+			o->encrypt = (enum route_encrypt)e;
+			break;
+		}
 		case O_PROXY:
 			if (!strcmp(optarg, "nftables")) {
 				o->proxy = PROXY_NFTABLES;
@@ -547,7 +569,7 @@ static unsigned pod_mtu(const struct agent *ag)
 	unsigned mtu = route_planner_underlay_mtu(ag->rp);
 	if (!mtu)
 		mtu = 1500; /* underlay not found yet: the common Ethernet MTU */
-	unsigned overhead = route_mode_overhead(ag->o.routing);
+	unsigned overhead = route_planner_overhead(ag->rp);
 	mtu = mtu > overhead + 68 ? mtu - overhead : 68;
 	return mtu;
 }
@@ -626,6 +648,11 @@ static void write_status_json(struct agent *ag)
 				 : json_object_new_array());
 	json_object_object_add(j, "leader", json_object_new_boolean(controller_is_leader(ag->ctl)));
 	json_object_object_add(j, "proxy", json_object_new_string(proxy_mode_name(ag->o.proxy)));
+	json_object_object_add(j, "encrypt",
+			       json_object_new_string(route_encrypt_name(ag->o.encrypt)));
+	if (*route_planner_wg_public_key(ag->rp))
+		json_object_object_add(j, "wireguardPublicKey",
+				       json_object_new_string(route_planner_wg_public_key(ag->rp)));
 	json_object_object_add(j, "policy", json_object_new_string(ag->pw ? "nftables" : "off"));
 	struct svc_count sc = {ag->sp, 0, json_object_new_array()};
 	if (ag->sp)
@@ -634,6 +661,8 @@ static void write_status_json(struct agent *ag)
 	json_object *peers = json_object_new_array();
 	route_planner_foreach_peer(ag->rp, peer_json, peers);
 	json_object_object_add(j, "peers", peers);
+	if (ag->bgp)
+		json_object_object_add(j, "bgp", agent_bgp_status(ag->bgp));
 	json_object *errs = json_object_new_array();
 	for (const char *const *e = route_planner_errors(ag->rp); e && *e; e++)
 		json_object_array_add(errs, json_object_new_string(*e));
@@ -954,6 +983,8 @@ static void run_syncs(struct agent *ag)
 		proxy_sync(ag);
 	if (ag->hc && ag->hc_dirty)
 		healthcheck_sync(ag);
+	if (agent_bgp_sync(ag->bgp))
+		ag->status_dirty = true;
 	if (ag->kl && kubelet_dirty(ag->kl)) {
 		int r = kubelet_sync(ag->kl);
 		set_sync_error(ag, 1, "kubelet", r);
@@ -981,6 +1012,7 @@ static void agent_free(struct agent *ag)
 	healthcheck_free(ag->hc);
 	if (ag->sp)
 		svc_planner_free(ag->sp);
+	agent_bgp_free(ag->bgp); /* graceful restart: routes stay */
 	route_planner_free(ag->rp);
 	if (ag->ctl)
 		controller_free(ag->ctl);
@@ -1103,13 +1135,23 @@ int agent_main(int argc, char **argv)
 		    ag->o.cidrs[i].addr.family == AF_INET ? ag->o.node_cidr_len : 64;
 	}
 	ag->ctl = controller_new(ag->store, &ccfg);
+	char *wg_key_file = xasprintf("%s/%s", ag->o.state_dir, WG_KEY_FILE);
+	char *wg_publish_file =
+	    xasprintf("%s/%s/" WG_PUBLISH_FMT, ag->o.manifests, SOURCE_OVERLAY_DIR, ag->o.node);
 	struct route_cfg rcfg = {
 	    .node_name = ag->o.node,
 	    .mode = ag->o.routing,
 	    .vni = ag->o.vni,
 	    .port = ag->o.port,
+	    .encrypt = ag->o.encrypt,
+	    .wg_key_file = wg_key_file,
+	    .wg_publish_file = wg_publish_file,
 	};
 	ag->rp = route_planner_new(ag->store, &rcfg);
+	if (ag->o.routing == ROUTE_BGP)
+		ag->bgp = agent_bgp_new(ag->store, ag->o.node, ag->o.state_dir, ep);
+	free(wg_key_file);
+	free(wg_publish_file);
 	if (ag->o.proxy != PROXY_NONE) {
 		/* NodePort addresses come with this Node (update_node_addrs) */
 		struct svc_plan_in in = {.node_name = ag->o.node};
@@ -1188,7 +1230,7 @@ int agent_main(int argc, char **argv)
 
 	for (;;) {
 		struct epoll_event evs[8];
-		int n = epoll_wait(ep, evs, ARRAY_SIZE(evs), -1);
+		int n = epoll_wait(ep, evs, ARRAY_SIZE(evs), agent_bgp_timeout_ms(ag->bgp));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1259,6 +1301,8 @@ int agent_main(int argc, char **argv)
 					ag->status_dirty = true; /* expire fixed manifest errors */
 				}
 				healthcheck_tick(ag->hc);
+			} else if (agent_bgp_handle(ag->bgp, fd)) {
+				continue; /* runs in run_syncs */
 			} else if (healthcheck_handle(ag->hc, fd)) {
 				continue;
 			} else {

@@ -1,5 +1,6 @@
 /* bgp: sessions, finite state machine, RIBs and the kernel FIB.  See bgp.h. */
 #include "bgp/bgp.h"
+#include "bgp/bfd.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -271,6 +272,7 @@ struct peer {
 	struct pmap dirty[BGP_NFAM];
 	uint64_t rcvd; /* prefixes in the Adj-RIB-In */
 	uint64_t updates_in, updates_out, refresh_in, notif_in, notif_out, flaps;
+	struct bfd_sess *bfd; /* cfg.bfd: its BFD session */
 };
 
 struct bgp {
@@ -292,6 +294,8 @@ struct bgp {
 	size_t nhc_n, nhc_next;
 	uint64_t fib_errors;
 	char fib_error[160];
+	struct bfd *bfd; /* created with the first peer that wants BFD */
+	struct ev bfd_ev; /* bfd_fd() in epfd */
 };
 
 static monotime_t now_ms_to(monotime_t at, monotime_t now)
@@ -699,7 +703,7 @@ static void gr_check_done(struct bgp *b, monotime_t now)
 static struct battrs *export_attrs(struct bgp *b, struct peer *to, struct rt *r)
 {
 	struct path *best = r->best;
-	if (!best || best->peer == to)
+	if (!best || best->peer == to || (best->peer && to->cfg.local_only))
 		return NULL;
 	const struct bgp_attrs *src = &best->attrs->a;
 	struct peer *from = best->peer;
@@ -854,19 +858,7 @@ static void peer_send_all(struct bgp *b, struct peer *pe, int fam)
 
 static socklen_t sockaddr_of(const struct ipaddr *a, uint16_t port, struct sockaddr_storage *ss)
 {
-	memset(ss, 0, sizeof(*ss));
-	if (a->family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		memcpy(&s6->sin6_addr, a->b, 16);
-		return sizeof(*s6);
-	}
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-	s4->sin_family = AF_INET;
-	s4->sin_port = htons(port);
-	memcpy(&s4->sin_addr, a->b, 4);
-	return sizeof(*s4);
+	return ip_sockaddr(a, port, ss);
 }
 
 static void ipaddr_of(const struct sockaddr_storage *ss, struct ipaddr *a)
@@ -1525,10 +1517,12 @@ int bgp_timeout_ms(struct bgp *b)
 	if (b->gr_pending)
 		CONSIDER(b->gr_until);
 #undef CONSIDER
+	int bt = b->bfd ? bfd_timeout_ms(b->bfd) : -1;
 	if (!next)
-		return -1;
+		return bt;
 	monotime_t ms = now_ms_to(next, now);
-	return ms > 60000 ? 60000 : (int)ms + 1;
+	int t = ms > 60000 ? 60000 : (int)ms + 1;
+	return bt >= 0 && bt < t ? bt : t;
 }
 
 void bgp_dispatch(struct bgp *b)
@@ -1542,6 +1536,8 @@ void bgp_dispatch(struct bgp *b)
 			listen_readable(b, b->lfd[ev == &b->lev[1]]);
 			continue;
 		}
+		if (ev == &b->bfd_ev) /* bfd_dispatch below */
+			continue;
 		struct conn *c = ev;
 		/* the connection may have been closed by an earlier event of this batch:
 		 * look it up before touching it */
@@ -1559,6 +1555,8 @@ void bgp_dispatch(struct bgp *b)
 		if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
 			conn_readable(c);
 	}
+	if (b->bfd)
+		bfd_dispatch(b->bfd);
 	monotime_t now = monotime_now();
 	for (size_t i = 0; i < b->npeers; i++)
 		peer_timers(b->peers[i], now);
@@ -1580,6 +1578,46 @@ bool bgp_state_dirty(struct bgp *b)
 	return d;
 }
 
+/* -------------------------------------------------------------- BFD ---- */
+
+/* Up -> Down takes the session down at once, as an expired hold timer would (RFC 5882
+ * §4.3), unless the neighbour said AdminDown (§3.2: not a path failure).  No graceful
+ * restart: the path is dead, so the routes go now (what BIRD and FRR do by default). */
+static void bfd_event(void *arg, struct bfd_sess *s, void *sess_arg, enum bfd_state old,
+		      enum bfd_state now, uint8_t diag, bool remote_admin)
+{
+	struct bgp *b = arg;
+	struct peer *p = sess_arg;
+	(void)s;
+	b->dirty_state = true;
+	if (old != BFD_UP || now != BFD_DOWN || remote_admin || !p->est)
+		return;
+	peer_err(p, "BFD down: %s", bfd_diag_name(diag));
+	struct bgp_err e = {.code = BGP_ERR_CEASE, .subcode = 10}; /* BFD Down, RFC 9384 */
+	conn_close(p->est, &e, false);
+}
+
+static void peer_bfd_start(struct bgp *b, struct peer *p)
+{
+	if (!b->bfd) {
+		struct bfd_cfg bc = {.port = b->cfg.bfd_port, .listen4 = b->cfg.listen4,
+				     .listen6 = b->cfg.listen6};
+		b->bfd = bfd_new(&bc, bfd_event, b);
+		if (!b->bfd) {
+			peer_err(p, "BFD: %s", strerror(errno));
+			return;
+		}
+		struct epoll_event e = {.events = EPOLLIN, .data.ptr = &b->bfd_ev};
+		epoll_ctl(b->epfd, EPOLL_CTL_ADD, bfd_fd(b->bfd), &e);
+	}
+	struct bfd_sess_cfg sc = {.peer = p->cfg.addr, .local = p->cfg.local,
+				  .min_tx_ms = p->cfg.bfd_tx_ms, .min_rx_ms = p->cfg.bfd_rx_ms,
+				  .mult = p->cfg.bfd_mult};
+	p->bfd = bfd_sess_add(b->bfd, &sc, p);
+	if (!p->bfd)
+		peer_err(p, "BFD: %s", strerror(errno));
+}
+
 /* ------------------------------------------------------------ peers ---- */
 
 static int listen_md5(struct bgp *b, const struct peer *p, const char *key);
@@ -1588,6 +1626,7 @@ static void peer_free(struct peer *p, const struct bgp_err *e)
 {
 	if (p->cfg.password[0] && !p->bad)
 		listen_md5(p->bgp, p, ""); /* the key goes with the peer */
+	bfd_sess_del(p->bfd);
 	for (int i = 0; i < NCONN; i++)
 		if (p->conn[i])
 			conn_close(p->conn[i], e, false);
@@ -1692,6 +1731,10 @@ int bgp_set_peers(struct bgp *b, const struct bgp_peer_cfg *cfgs, size_t n)
 	for (size_t k = 0; k < nold; k++)
 		if (!kept[k])
 			peer_free(old[k], &e);
+	/* BFD sessions after the old peers (one per address) are gone */
+	for (size_t i = 0; i < b->npeers; i++)
+		if (b->peers[i]->cfg.bfd && !b->peers[i]->bad && !b->peers[i]->bfd)
+			peer_bfd_start(b, b->peers[i]);
 	free(kept);
 	free(old);
 	b->dirty_state = true;
@@ -1868,6 +1911,7 @@ void bgp_free(struct bgp *b)
 	while (b->npeers) /* out of the list before it goes */
 		peer_free(b->peers[--b->npeers], b->cfg.graceful_restart ? NULL : &e);
 	free(b->peers);
+	bfd_free(b->bfd);
 	for (int f = 0; f < BGP_NFAM; f++) {
 		PMAP_EACH(&b->rib[f], node)
 		{
@@ -2007,6 +2051,8 @@ json_object *bgp_state(struct bgp *b, size_t max_routes)
 		bool st = p->stale[0] || p->stale[1];
 		json_object_object_add(o, "gracefulRestartStale", json_object_new_boolean(st));
 		json_object_object_add(o, "lastError", json_object_new_string(p->error));
+		if (p->bfd)
+			json_object_object_add(o, "bfd", bfd_sess_json(p->bfd));
 		json_object_array_add(peers, o);
 	}
 	json_object_object_add(j, "peers", peers);

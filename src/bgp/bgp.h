@@ -41,9 +41,16 @@ struct bgp_peer_cfg {
 	uint8_t ttl_security; /* GTSM: accept only TTL >= 256 - this (hops); 0 = off */
 	bool rr_client;	     /* we reflect to this iBGP peer (RFC 4456) */
 	bool next_hop_self;  /* also on iBGP for routes learned over eBGP */
+	bool local_only;     /* announce only our own routes, none learned (a node to its router) */
 	bool fam[BGP_NFAM];  /* families to negotiate; none set = the address's family */
 	uint16_t hold_time;  /* 0 = the global value */
 	uint16_t connect_retry; /* seconds; 0 = the global value */
+	/* BFD (bfd.h, single hop): when its session goes from Up to Down, the BGP session is
+	 * closed at once (Cease, subcode 10 "BFD Down", RFC 9384) and the peer's routes are
+	 * removed, graceful restart or not (a dead path is no restart). */
+	bool bfd;
+	uint16_t bfd_tx_ms, bfd_rx_ms; /* 0 = 300 */
+	uint8_t bfd_mult;	       /* 0 = 3 */
 };
 
 struct bgp_cfg {
@@ -60,6 +67,7 @@ struct bgp_cfg {
 	bool graceful_restart; /* restarting speaker: keep the FIB across our restart */
 	uint16_t restart_time; /* seconds, 0 = 120 */
 	struct ipaddr nh4, nh6; /* next hop we announce for a family the session is not of */
+	uint16_t bfd_port;	/* BFD's UDP port, 0 = 3784 (tests use others) */
 };
 
 /* Extra attributes of an originated route. */

@@ -130,6 +130,31 @@ static int parse_comm(const char *s, uint32_t *w, int words)
 	return 0;
 }
 
+/* "bfd": true | false | {"minTx": ms, "minRx": ms, "multiplier": n} */
+static int parse_bfd(json_object *o, const char *pctx, struct bgp_peer_cfg *p, char *err, size_t es)
+{
+	if (!o)
+		return 0;
+	if (json_object_is_type(o, json_type_boolean)) {
+		p->bfd = json_object_get_boolean(o);
+		return 0;
+	}
+	if (!json_object_is_type(o, json_type_object))
+		return cfg_err(err, es, "%s.bfd: true, false or {minTx, minRx, multiplier}", pctx);
+	char ctx[48];
+	snprintf(ctx, sizeof(ctx), "%s.bfd", pctx);
+	int64_t tx = 0, rx = 0, mult = 0;
+	if (jint(o, "minTx", 10, 60000, &tx, ctx, err, es) < 0 ||
+	    jint(o, "minRx", 10, 60000, &rx, ctx, err, es) < 0 ||
+	    jint(o, "multiplier", 1, 255, &mult, ctx, err, es) < 0)
+		return -EINVAL;
+	p->bfd = true;
+	p->bfd_tx_ms = (uint16_t)tx;
+	p->bfd_rx_ms = (uint16_t)rx;
+	p->bfd_mult = (uint8_t)mult;
+	return 0;
+}
+
 static int parse_peer(json_object *o, size_t idx, struct bgp_peer_cfg *p, char *err, size_t es)
 {
 	char ctx[32];
@@ -173,6 +198,8 @@ static int parse_peer(json_object *o, size_t idx, struct bgp_peer_cfg *p, char *
 	if ((r = jint(o, "connectRetry", 1, 65535, &v, ctx, err, es)) < 0)
 		return r;
 	p->connect_retry = r ? (uint16_t)v : 0;
+	if ((r = parse_bfd(jget(o, "bfd"), ctx, p, err, es)) < 0)
+		return r;
 	json_object *fams = jget(o, "families");
 	for (size_t i = 0; fams && i < json_object_array_length(fams); i++) {
 		const char *f = json_object_get_string(json_object_array_get_idx(fams, i));
@@ -488,15 +515,19 @@ static int show_main(int argc, char **argv, bool routes)
 {
 	static const struct option lo[] = {
 	    {"state", required_argument, NULL, 's'},
+	    {"state-dir", required_argument, NULL, 'd'}, /* an agent's: DIR/bgp.json */
 	    {"output", required_argument, NULL, 'o'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *sp = "/run/twill/bgp.json", *fmt = "table";
+	char spd[4096];
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:o:", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:o:d:", lo, NULL)) != -1) {
 		if (c == 's')
 			sp = optarg;
+		else if (c == 'd')
+			sp = (snprintf(spd, sizeof(spd), "%s/bgp.json", optarg), spd);
 		else if (c == 'o')
 			fmt = optarg;
 		else
@@ -521,15 +552,17 @@ static int show_main(int argc, char **argv, bool routes)
 	}
 	size_t n = list ? json_object_array_length(list) : 0;
 	if (!routes) {
-		printf("%-16s %-24s %-10s %-5s %-12s %-9s %8s %8s  %s\n", "NAME", "ADDRESS", "AS",
-		       "TYPE", "STATE", "SINCE", "RECEIVED", "SENT", "INFO");
+		printf("%-16s %-24s %-10s %-5s %-12s %-9s %-9s %8s %8s  %s\n", "NAME", "ADDRESS",
+		       "AS", "TYPE", "STATE", "BFD", "SINCE", "RECEIVED", "SENT", "INFO");
 		for (size_t i = 0; i < n; i++) {
 			json_object *p = json_object_array_get_idx(list, i);
 			char since[32];
 			fmt_since(json_object_get_int64(jget(p, "since")), since, sizeof(since));
-			printf("%-16s %-24s %-10s %-5s %-12s %-9s %8s %8s  %s\n", js(p, "name"),
-			       js(p, "address"), js(p, "as"), js(p, "type"), js(p, "state"), since,
-			       js(p, "received"), js(p, "sent"), js(p, "lastError"));
+			json_object *bfd = jget(p, "bfd");
+			printf("%-16s %-24s %-10s %-5s %-12s %-9s %-9s %8s %8s  %s\n", js(p, "name"),
+			       js(p, "address"), js(p, "as"), js(p, "type"), js(p, "state"),
+			       bfd ? js(bfd, "state") : "-", since, js(p, "received"), js(p, "sent"),
+			       js(p, "lastError"));
 		}
 	} else {
 		printf("%-24s %-26s %-16s %-6s %-4s %s\n", "PREFIX", "NEXT HOP", "FROM", "PREF",
@@ -559,7 +592,8 @@ int bgp_main(int argc, char **argv)
 		fprintf(argc < 2 ? stderr : stdout,
 			"usage: twill bgp run --config FILE [--state FILE]   run a BGP speaker\n"
 			"       twill bgp peers [--state FILE] [-o json]     sessions\n"
-			"       twill bgp routes [--state FILE] [-o json]    the RIB\n");
+			"       twill bgp routes [--state FILE] [-o json]    the RIB\n"
+			"       (--state-dir DIR: an agent's, DIR/bgp.json)\n");
 		return argc < 2 ? 2 : 0;
 	}
 	if (!strcmp(argv[1], "run"))

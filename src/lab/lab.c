@@ -138,16 +138,21 @@ static void die_usage(const char *msg)
 static void usage(FILE *f)
 {
 	fputs("usage: twill lab <command> [--name NAME] ...\n\n"
-	      "  up [--routing host-gw|vxlan|mixed|ipip|ipip-crosssubnet] [--wiring routed|bridge]\n"
+	      "  up [--routing host-gw|vxlan|mixed|ipip|ipip-crosssubnet|bgp] [--router twill|bird|frr]\n"
+	      "     [--wiring routed|bridge]\n"
 	      "     [-f MANIFEST]...\n"
 	      "     [--proxy nftables|iptables|ipvs|none] [--no-wait] [--timeout SECONDS]\n"
-	      "     [--log-level LEVEL]\n"
+	      "     [--encrypt none|wireguard] [--log-level LEVEL]\n"
 	      "        build seed 003's lab (nodes ctr, w1 on 192.168.10.0/24, w0 on\n"
 	      "        192.168.20.0/24, a router without pod routes, a client ext) and start one\n"
 	      "        agent per node; waits until every pod answers HTTP from its node.  The\n"
 	      "        router routes the LoadBalancer pool 192.168.50.0/24 via ctr (static;\n"
 	      "        declare it with a metallb.io/v1beta1 IPAddressPool); --proxy picks the\n"
-	      "        agents' Service dataplane (default nftables)\n"
+	      "        agents' Service dataplane (default nftables); --routing bgp: no static\n"
+	      "        route at all, the nodes (AS 65001) peer with the router (AS 65002, --router\n"
+	      "        twill|bird|frr, default twill: `twill bgp run`), which learns podCIDRs\n"
+	      "        and LoadBalancer addresses; --encrypt wireguard\n"
+	      "        sends pod traffic between nodes through WireGuard\n"
 	      "  down   stop the lab's agents and pods, delete its namespaces and state\n"
 	      "  status [-o json]   nodes, pods, routes and peer status\n"
 	      "  probe [--port N] [--timeout-ms MS] [--from-nodes] [--to POD] [-o json]\n"
@@ -337,7 +342,9 @@ struct lab_cfg {
 	char routing[24];
 	char wiring[16];
 	char proxy[16];
+	char encrypt[16];
 	char log_level[16];
+	char router[16]; /* --routing bgp: twill | bird | frr (lab_router.c) */
 };
 
 static int cfg_write(const struct lab_cfg *c)
@@ -347,7 +354,9 @@ static int cfg_write(const struct lab_cfg *c)
 	json_object_object_add(o, "routing", json_object_new_string(c->routing));
 	json_object_object_add(o, "wiring", json_object_new_string(c->wiring));
 	json_object_object_add(o, "proxy", json_object_new_string(c->proxy));
+	json_object_object_add(o, "encrypt", json_object_new_string(c->encrypt));
 	json_object_object_add(o, "logLevel", json_object_new_string(c->log_level));
+	json_object_object_add(o, "router", json_object_new_string(c->router));
 	json_object_object_add(o, "clusterCIDR", json_object_new_string(LAB_CLUSTER_CIDR));
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
 	char *path = xasprintf("%s/%s/lab.json", LAB_ROOT, c->name);
@@ -364,7 +373,9 @@ static int cfg_read(const char *lab, struct lab_cfg *c)
 	str_copy(c->routing, sizeof(c->routing), "mixed");
 	str_copy(c->wiring, sizeof(c->wiring), "routed");
 	str_copy(c->proxy, sizeof(c->proxy), "nftables");
+	str_copy(c->encrypt, sizeof(c->encrypt), "none");
 	str_copy(c->log_level, sizeof(c->log_level), "info");
+	str_copy(c->router, sizeof(c->router), "twill");
 	char *path = xasprintf("%s/%s/lab.json", LAB_ROOT, lab), *data = NULL;
 	size_t len;
 	int r = file_read(path, &data, &len);
@@ -381,8 +392,12 @@ static int cfg_read(const char *lab, struct lab_cfg *c)
 		str_copy(c->wiring, sizeof(c->wiring), json_object_get_string(v));
 	if (json_object_object_get_ex(o, "proxy", &v))
 		str_copy(c->proxy, sizeof(c->proxy), json_object_get_string(v));
+	if (json_object_object_get_ex(o, "encrypt", &v))
+		str_copy(c->encrypt, sizeof(c->encrypt), json_object_get_string(v));
 	if (json_object_object_get_ex(o, "logLevel", &v))
 		str_copy(c->log_level, sizeof(c->log_level), json_object_get_string(v));
+	if (json_object_object_get_ex(o, "router", &v))
+		str_copy(c->router, sizeof(c->router), json_object_get_string(v));
 	json_object_put(o);
 	return 0;
 }
@@ -598,7 +613,8 @@ static int wire(struct lab_ns *router, struct lab_ns *inner, const char *peer, c
 	return 0;
 }
 
-static int build_topology(const char *lab)
+/* lb_static: the router routes the LoadBalancer pool via ctr (not with --routing bgp) */
+static int build_topology(const char *lab, bool lb_static)
 {
 	struct lab_ns router, ext, nodes[LAB_NNODES];
 	int r;
@@ -658,7 +674,7 @@ static int build_topology(const char *lab)
 			fprintf(stderr, "twill lab: %s: icmp_ratelimit: %s (ignored)\n",
 				nodes[i].name, strerror(-r));
 	}
-	r = static_route(router.nl, LB_POOL, LB_POOL_VIA);
+	r = lb_static ? static_route(router.nl, LB_POOL, LB_POOL_VIA) : 0;
 	if (r < 0) {
 		fprintf(stderr, "twill lab: router: route %s via %s: %s\n", LB_POOL, LB_POOL_VIA,
 			strerror(-r));
@@ -710,9 +726,12 @@ static int write_manifests(const char *lab, char **files, size_t nfiles)
 			      "# The lab's machines (seed 003), written by twill lab up.\n");
 	for (size_t i = 0; i < LAB_NNODES; i++) {
 		const struct lab_node *n = &lab_nodes[i];
+		char labels[160]; /* the subnet label selects the node's BGPPeer (lab_router.c) */
+		snprintf(labels, sizeof(labels), "%s    lab.twill.io/subnet: %s\n",
+			 i == 0 ? "    node-role.kubernetes.io/control-plane: \"\"\n" : "",
+			 n->bridge);
 		off += snprintf(buf + off, sizeof(buf) - off, nodes_yaml_fmt, n->name, n->name,
-				i == 0 ? "    node-role.kubernetes.io/control-plane: \"\"\n" : "",
-				n->ip, n->name);
+				labels, n->ip, n->name);
 	}
 	char *path = xasprintf("%s/nodes.yaml", mdir);
 	r = file_write_atomic(path, buf, off);
@@ -745,6 +764,30 @@ static int write_manifests(const char *lab, char **files, size_t nfiles)
 
 /* ------------------------------------------------------------------------------------ */
 /* agents */
+
+/* The daemons the lab starts outlive `lab up`: their own session in the namespace nsfd, no
+ * terminal, output to logfd. */
+pid_t lab_spawn(int nsfd, int logfd, const char *exe, const char *const *argv)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (setns(nsfd, CLONE_NEWNET) < 0)
+			_exit(126);
+		setsid();
+		int nul = open("/dev/null", O_RDONLY);
+		if (nul >= 0)
+			dup2(nul, 0);
+		dup2(logfd, 1);
+		dup2(logfd, 2);
+		closefrom(3);
+		signal(SIGPIPE, SIG_DFL);
+		execv(exe, (char *const *)argv);
+		_exit(127);
+	}
+	if (pid < 0)
+		fprintf(stderr, "twill lab: fork: %s\n", strerror(errno));
+	return pid;
+}
 
 static pid_t start_agent(const struct lab_cfg *c, const char *node)
 {
@@ -785,6 +828,8 @@ static pid_t start_agent(const struct lab_cfg *c, const char *node)
 			      LAB_CLUSTER_CIDR,
 			      "--proxy",
 			      c->proxy,
+			      "--encrypt",
+			      c->encrypt,
 			      "--kubelet",
 			      "--lab",
 			      c->name,
@@ -793,24 +838,7 @@ static pid_t start_agent(const struct lab_cfg *c, const char *node)
 			      "--log-level",
 			      c->log_level,
 			      NULL};
-	pid = fork();
-	if (pid == 0) {
-		/* The agent outlives `lab up`: its own session, no terminal, output to its log. */
-		if (setns(nsfd, CLONE_NEWNET) < 0)
-			_exit(126);
-		setsid();
-		int nul = open("/dev/null", O_RDONLY);
-		if (nul >= 0)
-			dup2(nul, 0);
-		dup2(logfd, 1);
-		dup2(logfd, 2);
-		closefrom(3);
-		signal(SIGPIPE, SIG_DFL);
-		execv(exe, (char *const *)argv);
-		_exit(127);
-	}
-	if (pid < 0)
-		fprintf(stderr, "twill lab: fork: %s\n", strerror(errno));
+	pid = lab_spawn(nsfd, logfd, exe, argv);
 	close(logfd);
 out:
 	if (nsfd >= 0)
@@ -860,6 +888,7 @@ static int do_down(const char *lab, bool verbose)
 	}
 	kill_wait(&pl, SIGTERM, 1000);
 	size_t nagents = pl.n;
+	lab_router_stop(lab);
 	pl.n = 0;
 	for (size_t i = 0; i < LAB_NNODES; i++) {
 		char *pods = xasprintf("%s/%s/nodes/%s/pods", LAB_ROOT, lab, lab_nodes[i].name);
@@ -1093,7 +1122,7 @@ out:
 /* ------------------------------------------------------------------------------------ */
 /* subcommands */
 
-enum { OPT_NO_WAIT = 256, OPT_TIMEOUT, OPT_LOG_LEVEL, OPT_SIGNAL, OPT_PROXY };
+enum { OPT_NO_WAIT = 256, OPT_TIMEOUT, OPT_LOG_LEVEL, OPT_SIGNAL, OPT_PROXY, OPT_ENCRYPT, OPT_ROUTER };
 
 static int cmd_up(int argc, char **argv)
 {
@@ -1102,6 +1131,8 @@ static int cmd_up(int argc, char **argv)
 	    {"routing", required_argument, NULL, 'r'},
 	    {"wiring", required_argument, NULL, 'w'},
 	    {"proxy", required_argument, NULL, OPT_PROXY},
+	    {"router", required_argument, NULL, OPT_ROUTER},
+	    {"encrypt", required_argument, NULL, OPT_ENCRYPT},
 	    {"file", required_argument, NULL, 'f'},
 	    {"no-wait", no_argument, NULL, OPT_NO_WAIT},
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -1111,8 +1142,9 @@ static int cmd_up(int argc, char **argv)
 	};
 	struct lab_cfg c;
 	memset(&c, 0, sizeof(c));
+	const char *router = NULL;
 	const char *name = LAB_DEFAULT_NAME, *routing = "mixed", *wiring = "routed",
-		   *level = "info", *proxy = "nftables";
+		   *level = "info", *proxy = "nftables", *encrypt = "none";
 	char *files[64];
 	size_t nfiles = 0;
 	bool wait = true, quiet = false;
@@ -1132,6 +1164,12 @@ static int cmd_up(int argc, char **argv)
 			break;
 		case OPT_PROXY:
 			proxy = optarg;
+			break;
+		case OPT_ROUTER:
+			router = optarg;
+			break;
+		case OPT_ENCRYPT:
+			encrypt = optarg;
 			break;
 		case 'f':
 			if (nfiles == ARRAY_SIZE(files)) {
@@ -1168,6 +1206,11 @@ static int cmd_up(int argc, char **argv)
 		die_usage("--routing must be " ROUTE_MODES_TEXT);
 		return 2;
 	}
+	bool bgp = !strcmp(routing, "bgp");
+	if (router && (!bgp || !lab_router_valid(router))) {
+		die_usage(bgp ? "--router must be twill, bird or frr" : "--router needs --routing bgp");
+		return 2;
+	}
 	if (strcmp(wiring, "routed") && strcmp(wiring, "bridge")) {
 		die_usage("--wiring must be routed or bridge");
 		return 2;
@@ -1175,6 +1218,10 @@ static int cmd_up(int argc, char **argv)
 	if (strcmp(proxy, "nftables") && strcmp(proxy, "iptables") && strcmp(proxy, "ipvs") &&
 	    strcmp(proxy, "none")) {
 		die_usage("--proxy must be nftables, iptables, ipvs or none");
+		return 2;
+	}
+	if (route_encrypt_parse(encrypt) < 0) {
+		die_usage("--encrypt must be none or wireguard");
 		return 2;
 	}
 	for (size_t i = 0; i < nfiles; i++)
@@ -1188,7 +1235,9 @@ static int cmd_up(int argc, char **argv)
 	str_copy(c.routing, sizeof(c.routing), routing);
 	str_copy(c.wiring, sizeof(c.wiring), wiring);
 	str_copy(c.proxy, sizeof(c.proxy), proxy);
+	str_copy(c.encrypt, sizeof(c.encrypt), encrypt);
 	str_copy(c.log_level, sizeof(c.log_level), level);
+	str_copy(c.router, sizeof(c.router), bgp ? (router ? router : "twill") : "");
 
 	double t0 = now_s();
 	do_down(name, false);
@@ -1199,8 +1248,10 @@ static int cmd_up(int argc, char **argv)
 		fprintf(stderr, "twill lab: %s/%s: %s\n", LAB_ROOT, name, strerror(-r));
 		return 1;
 	}
-	if (build_topology(name) < 0 || write_manifests(name, files, nfiles) < 0 ||
-	    cfg_write(&c) < 0) {
+	/* the lab's BGP objects first: a user's file of the same name is then renamed */
+	if (build_topology(name, !bgp) < 0 || (bgp && lab_router_manifest(name) < 0) ||
+	    write_manifests(name, files, nfiles) < 0 ||
+	    (bgp && lab_router_start(name, c.router, level) < 0) || cfg_write(&c) < 0) {
 		fprintf(stderr, "twill lab: up failed; cleaning up\n");
 		do_down(name, false);
 		return 1;

@@ -60,6 +60,8 @@ bool lab_name_valid(const char *name);
 #include <sys/types.h>
 pid_t lab_agent_pid(const char *lab, const char *node); /* from the pids file; 0 if none */
 bool lab_proc_alive(pid_t pid);				/* exists and is not a zombie */
+/* fork, enter the namespace nsfd, new session, output to logfd, exec; pid or -1 */
+pid_t lab_spawn(int nsfd, int logfd, const char *exe, const char *const *argv);
 
 /* ---- HTTP reachability probes (non-blocking, many at once) ---- */
 enum lab_probe_state { PROBE_IDLE, PROBE_CONNECTING, PROBE_SENT, PROBE_OK, PROBE_FAIL };
@@ -86,3 +88,13 @@ const char *lab_probe_hostname(const struct lab_probe *p, char *buf, size_t size
 int lab_cmd_probe(int argc, char **argv);
 int lab_cmd_probe_matrix(int argc, char **argv);
 int lab_cmd_status(int argc, char **argv);
+
+/* ---- the router's BGP speaker (--routing bgp; lab_router.c) ---- */
+bool lab_router_valid(const char *router); /* twill | bird | frr */
+char *lab_router_dir(const char *lab);	   /* /run/twill/lab/<lab>/router */
+/* manifests/lab-bgp.yaml: BGPConfiguration, a BGPPeer per subnet, a BGPAdvertisement */
+int lab_router_manifest(const char *lab);
+/* Configure and start the speaker in the router namespace (pids in router/pids). 0 / -1. */
+int lab_router_start(const char *lab, const char *router, const char *log_level);
+/* Stop exactly the processes lab_router_start started. */
+void lab_router_stop(const char *lab);

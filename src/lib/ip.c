@@ -201,3 +201,20 @@ int64_t prefix_offset(const struct ipprefix *p, const struct ipaddr *a)
 		v = (v << 8) | a->b[i];
 	return (int64_t)(bits == 64 ? v : v & (((uint64_t)1 << bits) - 1));
 }
+
+unsigned ip_sockaddr(const struct ipaddr *a, uint16_t port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (a->family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		memcpy(&s6->sin6_addr, a->b, 16);
+		return sizeof(*s6);
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	s4->sin_family = AF_INET;
+	s4->sin_port = htons(port);
+	memcpy(&s4->sin_addr, a->b, 4);
+	return sizeof(*s4);
+}

@@ -46,3 +46,6 @@ int prefix_host(const struct ipprefix *p, uint64_t n, struct ipaddr *out);
 int64_t prefix_offset(const struct ipprefix *p, const struct ipaddr *a);
 /* Number of addresses in p, capped at UINT64_MAX/2. */
 uint64_t prefix_size(const struct ipprefix *p);
+/* Fill a sockaddr_in or sockaddr_in6 (by a->family) with a and port; returns its length. */
+struct sockaddr_storage;
+unsigned ip_sockaddr(const struct ipaddr *a, uint16_t port, struct sockaddr_storage *ss);

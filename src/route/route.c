@@ -24,6 +24,7 @@
 #include "nl/nl.h"
 #include "nl/nl_tunnel.h"
 #include "route/route.h"
+#include "wg/wg.h"
 
 #define SUB "route"
 #define MAX_ERRORS 32
@@ -43,6 +44,7 @@ struct route_planner {
 	struct store *store;
 	struct route_cfg cfg;
 	char *node_name;
+	char *wg_key_file, *wg_publish_file; /* the copies cfg points to */
 	char vxname[IFNAMSIZ];
 	struct nl_sock *nl;
 
@@ -60,7 +62,10 @@ struct route_planner {
 	int underlay_index;
 	unsigned underlay_mtu;
 	int vx_index;
-	int ipip_index; /* tunl0 while the mode uses it */
+	int ipip_index;	   /* tunl0 while the mode uses it */
+	struct wg_dev *wg; /* --encrypt wireguard */
+	int wg_index;	   /* twill.wg while it is ready */
+	bool wg_removed;   /* encryption off: the device and the published key are gone */
 
 	struct peer **peers; /* sorted by name */
 	size_t npeers;
@@ -147,6 +152,14 @@ static void node_to_peer_in(const struct object *o, struct route_peer_in *in)
 			log_warn(SUB, "Node %s: ignoring invalid %s annotation '%s'", o->meta.name,
 				 TWILL_ANN_VTEP_MAC, mac);
 	}
+	const char *key = labels_get(&o->meta.annotations, WG_ANN_PUBLIC_KEY);
+	if (key) {
+		if (wg_key_from_base64(key, in->wg_key) == 0)
+			in->has_wg_key = true;
+		else
+			log_warn(SUB, "Node %s: ignoring invalid %s annotation '%s'", o->meta.name,
+				 WG_ANN_PUBLIC_KEY, key);
+	}
 }
 
 static void self_update(struct route_planner *rp, const struct object *o)
@@ -222,6 +235,8 @@ struct route_planner *route_planner_new(struct store *s, const struct route_cfg 
 	rp->cfg = *cfg;
 	rp->node_name = xstrdup(cfg->node_name);
 	rp->cfg.node_name = rp->node_name;
+	rp->cfg.wg_key_file = rp->wg_key_file = xstrdup(cfg->wg_key_file);
+	rp->cfg.wg_publish_file = rp->wg_publish_file = xstrdup(cfg->wg_publish_file);
 	if (!rp->cfg.vni)
 		rp->cfg.vni = TWILL_VXLAN_DEFAULT_VNI;
 	if (!rp->cfg.port)
@@ -231,6 +246,12 @@ struct route_planner *route_planner_new(struct store *s, const struct route_cfg 
 	rp->need_dump = true;
 	rp->dirty = true;
 	rp->errors[0] = NULL;
+	if (cfg->encrypt == ROUTE_ENCRYPT_WIREGUARD) {
+		struct wg_cfg wc = {.key_file = cfg->wg_key_file,
+				    .publish_file = cfg->wg_publish_file,
+				    .node_name = rp->node_name};
+		rp->wg = wg_dev_new(&wc);
+	}
 	store_subscribe(s, KIND_BIT(KIND_NODE), on_node, rp);
 	return rp;
 }
@@ -243,10 +264,13 @@ void route_planner_free(struct route_planner *rp)
 		peer_free(rp->peers[i]);
 	free(rp->peers);
 	free(rp->conn);
+	wg_dev_free(rp->wg);
 	rt_set_free(&rp->applied);
 	clear_errors(rp);
 	free(rp->last_self_problem);
 	free(rp->node_name);
+	free(rp->wg_key_file);
+	free(rp->wg_publish_file);
 	if (rp->nl)
 		nl_close(rp->nl);
 	free(rp);
@@ -261,6 +285,26 @@ void route_planner_request_resync(struct route_planner *rp)
 {
 	rp->need_dump = true;
 	rp->dirty = true;
+	if (rp->wg)
+		wg_dev_request_resync(rp->wg);
+}
+
+static unsigned wg_overhead(const struct route_planner *rp)
+{
+	return rp->self_ip.family == AF_INET6 ? WG_OVERHEAD_V6 : WG_OVERHEAD_V4;
+}
+
+unsigned route_planner_overhead(const struct route_planner *rp)
+{
+	unsigned o = route_mode_overhead(rp->cfg.mode);
+	if (rp->cfg.encrypt == ROUTE_ENCRYPT_WIREGUARD && wg_overhead(rp) > o)
+		o = wg_overhead(rp);
+	return o;
+}
+
+const char *route_planner_wg_public_key(const struct route_planner *rp)
+{
+	return rp->wg ? wg_dev_public_key(rp->wg) : "";
 }
 
 unsigned route_planner_underlay_mtu(const struct route_planner *rp)
@@ -633,6 +677,95 @@ static int ensure_ipip(struct route_planner *rp)
 	return 0;
 }
 
+/* ---- the WireGuard device ---- */
+
+static void set_wg_index(struct route_planner *rp, int index)
+{
+	if (rp->wg_index != index) {
+		rp->wg_index = index;
+		rp->replan_all = true;
+		rp->need_dump = true; /* the routes through a device that went are gone */
+	}
+}
+
+/* Encryption on: twill.wg (wg.h) with this node's overlay address; off: no device and no
+ * published key.  Without the device the peers are routed by the mode. */
+static int ensure_wg(struct route_planner *rp)
+{
+	int r;
+	if (!rp->wg) {
+		if (!rp->wg_removed) {
+			r = wg_dev_remove(rp->nl, rp->cfg.wg_publish_file);
+			if (r < 0) {
+				add_error(rp, "removing %s: %s", WG_DEV, strerror(-r));
+				return r;
+			}
+			rp->wg_removed = true;
+		}
+		set_wg_index(rp, 0);
+		return 0;
+	}
+	if (!ip_is_set(&rp->self_ip) || !rp->underlay_index || !rp->underlay_mtu) {
+		set_wg_index(rp, 0); /* not this node's namespace yet */
+		return 0;
+	}
+	unsigned mtu =
+	    rp->underlay_mtu > wg_overhead(rp) + 68 ? rp->underlay_mtu - wg_overhead(rp) : 68;
+	char err[320];
+	int index = wg_dev_ensure(rp->wg, rp->nl, mtu, err, sizeof(err));
+	if (index < 0) {
+		add_error(rp, "WireGuard: %s", err);
+		log_error(SUB, "WireGuard: %s", err);
+		set_wg_index(rp, 0);
+		return index;
+	}
+	r = ensure_overlay_addr(rp, index, WG_DEV);
+	if (r < 0) {
+		add_error(rp, "%s: address: %s", WG_DEV, strerror(-r));
+		set_wg_index(rp, 0);
+		return r;
+	}
+	set_wg_index(rp, index);
+	if (err[0]) {
+		add_error(rp, "WireGuard: %s", err);
+		log_error(SUB, "WireGuard: %s", err);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* The device's peers: every node routed through it. */
+static int sync_wg_peers(struct route_planner *rp)
+{
+	if (!rp->wg || rp->wg_index <= 0)
+		return 0;
+	struct nl_wg_peer *v = xcalloc(rp->npeers ? rp->npeers : 1, sizeof(*v));
+	size_t n = 0;
+	for (size_t i = 0; i < rp->npeers; i++) {
+		const struct peer *p = rp->peers[i];
+		if (p->via != ROUTE_VIA_WIREGUARD)
+			continue;
+		struct nl_wg_peer *w = &v[n++];
+		memcpy(w->key, p->in.wg_key, sizeof(w->key));
+		w->endpoint = p->in.ip;
+		w->port = WG_PORT;
+		for (size_t j = 0; j < p->in.npod_cidrs && w->nallowed < NL_WG_MAX_ALLOWED; j++) {
+			if (p->in.pod_cidrs[j].addr.family != AF_INET)
+				continue;
+			w->allowed[w->nallowed] = p->in.pod_cidrs[j];
+			prefix_normalize(&w->allowed[w->nallowed++]);
+		}
+	}
+	char err[320];
+	int r = wg_dev_sync_peers(rp->wg, v, n, err, sizeof(err));
+	free(v);
+	if (r < 0) {
+		add_error(rp, "WireGuard: %s", err);
+		log_error(SUB, "WireGuard: %s", err);
+	}
+	return r;
+}
+
 /* ---- dump what twill owns ---- */
 
 static int dump_route(const struct nl_route *r, void *arg)
@@ -707,7 +840,8 @@ static struct nl_route to_nl_route(const struct rt_entry *e)
 	    .gw = e->gw,
 	    .oif = e->oif,
 	    .protocol = TWILL_RTPROT_NODE,
-	    .scope = RT_SCOPE_UNIVERSE,
+	    /* a route into a device (WireGuard) has no gateway: the link is its scope */
+	    .scope = ip_is_set(&e->gw) ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK,
 	    .type = RTN_UNICAST,
 	    .table = RT_TABLE_MAIN,
 	    .flags = e->onlink ? RTNH_F_ONLINK : 0,
@@ -781,6 +915,7 @@ static void replan(struct route_planner *rp)
 	    .nconn = rp->nconn,
 	    .vxlan_index = rp->vx_index,
 	    .ipip_index = rp->ipip_index,
+	    .wg_index = rp->wg_index,
 	};
 	for (size_t i = 0; i < rp->npeers; i++) {
 		struct peer *p = rp->peers[i];
@@ -889,6 +1024,9 @@ int route_planner_sync(struct route_planner *rp)
 		bool ok = nl_link_get(rp->nl, ROUTE_IPIP_DEV, &l) == 0 && !strcmp(l.kind, "ipip");
 		set_ipip_index(rp, ok && want_ipip(rp) ? l.index : 0);
 	}
+	r = ensure_wg(rp);
+	if (r < 0)
+		err = r;
 
 	if (rp->need_dump) {
 		r = dump_kernel(rp, &rp->applied);
@@ -902,6 +1040,10 @@ int route_planner_sync(struct route_planner *rp)
 	}
 
 	replan(rp);
+	/* peers before the routes that lead to them */
+	r = sync_wg_peers(rp);
+	if (r < 0)
+		err = r;
 
 	struct rt_set desired = {0}, add = {0}, rep = {0}, del = {0};
 	for (size_t i = 0; i < rp->npeers; i++)

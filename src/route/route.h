@@ -13,6 +13,11 @@
  *            node a route "podCIDR via <node InternalIP> dev tunl0 onlink";
  *   ipip-crosssubnet  host-gw where the node is directly connected, ipip elsewhere
  *            (Calico's ipipMode CrossSubnet).
+ * With encryption (--encrypt wireguard, wg/wg.h) a remote node that published its
+ * WireGuard key is reached through the device twill.wg instead, whatever the mode:
+ * "podCIDR dev twill.wg" and the node as a WireGuard peer (endpoint its InternalIP, allowed
+ * IPs its podCIDRs).  A node without a key yet is routed by the mode, unencrypted, as
+ * Calico does; its status says so.
  * The writer diffs desired against the kernel (routes with protocol TWILL_RTPROT_NODE,
  * neighbours and FDB entries of twill's VXLAN device) and applies only the difference. */
 #pragma once
@@ -21,22 +26,41 @@
 
 #include "store/store.h"
 
-enum route_mode { ROUTE_HOST_GW, ROUTE_VXLAN, ROUTE_MIXED, ROUTE_IPIP, ROUTE_IPIP_CROSSSUBNET };
+/* ROUTE_BGP: native routing by the agent's BGP speaker (agent/agent_bgp.h); the planner
+ * installs no cross-node route and reports every node as reached "via bgp". */
+enum route_mode {
+	ROUTE_HOST_GW,
+	ROUTE_VXLAN,
+	ROUTE_MIXED,
+	ROUTE_IPIP,
+	ROUTE_IPIP_CROSSSUBNET,
+	ROUTE_BGP
+};
 const char *route_mode_name(enum route_mode m);
 int route_mode_parse(const char *s); /* enum route_mode or -1 */
 /* "host-gw, vxlan, mixed, ipip or ipip-crosssubnet", for usage and error messages. */
-#define ROUTE_MODES_TEXT "host-gw, vxlan, mixed, ipip or ipip-crosssubnet"
+#define ROUTE_MODES_TEXT "host-gw, vxlan, mixed, ipip, ipip-crosssubnet or bgp"
 /* Bytes the mode's encapsulation takes from the underlay MTU: the pods' MTU is the
  * underlay's minus this (0 host-gw, TWILL_VXLAN_OVERHEAD vxlan/mixed, ROUTE_IPIP_OVERHEAD). */
 unsigned route_mode_overhead(enum route_mode m);
 #define ROUTE_IPIP_OVERHEAD 20 /* the outer IPv4 header */
 #define ROUTE_IPIP_DEV "tunl0" /* the ipip module's fallback device, one per namespace */
 
+enum route_encrypt { ROUTE_ENCRYPT_NONE, ROUTE_ENCRYPT_WIREGUARD };
+const char *route_encrypt_name(enum route_encrypt e); /* "none", "wireguard" */
+int route_encrypt_parse(const char *s);		      /* enum route_encrypt or -1 */
+
 struct route_cfg {
 	const char *node_name;
 	enum route_mode mode;
 	uint32_t vni;  /* default TWILL_VXLAN_DEFAULT_VNI */
 	uint16_t port; /* default TWILL_VXLAN_DEFAULT_PORT */
+	enum route_encrypt encrypt;
+	/* WireGuard (wg.h): <state-dir>/wireguard.key and the overlay file publishing the
+	 * public key, <manifests>/.twill/wireguard.<node>.json (removed when encryption is
+	 * off); both required */
+	const char *wg_key_file;
+	const char *wg_publish_file;
 };
 
 struct route_planner;
@@ -47,8 +71,16 @@ bool route_planner_dirty(const struct route_planner *rp);
 int route_planner_sync(struct route_planner *rp);
 
 /* ---- status, for the agent (status.json, node.json) ---- */
-enum route_via { ROUTE_VIA_NONE, ROUTE_VIA_HOST_GW, ROUTE_VIA_VXLAN, ROUTE_VIA_IPIP };
-const char *route_via_name(enum route_via v); /* "none", "host-gw", "vxlan", "ipip" */
+enum route_via {
+	ROUTE_VIA_NONE,
+	ROUTE_VIA_HOST_GW,
+	ROUTE_VIA_VXLAN,
+	ROUTE_VIA_IPIP,
+	ROUTE_VIA_WIREGUARD,
+	ROUTE_VIA_BGP
+};
+/* "none", "host-gw", "vxlan", "ipip", "wireguard", "bgp" */
+const char *route_via_name(enum route_via v);
 
 struct route_peer_info {
 	const char *node;
@@ -66,6 +98,11 @@ int route_planner_foreach_peer(const struct route_planner *rp,
 const char *const *route_planner_errors(const struct route_planner *rp);
 /* MTU of the underlay interface (the one holding this node's InternalIP); 0 until known. */
 unsigned route_planner_underlay_mtu(const struct route_planner *rp);
+/* Bytes the pods' MTU must leave below the underlay's: the mode's overhead, or
+ * WireGuard's (60, 80 over IPv6) when encryption is on and that is larger. */
+unsigned route_planner_overhead(const struct route_planner *rp);
+/* This node's WireGuard public key (base64), "" when encryption is off or not ready. */
+const char *route_planner_wg_public_key(const struct route_planner *rp);
 /* Re-read the kernel on the next sync (periodic drift repair, SIGHUP). */
 void route_planner_request_resync(struct route_planner *rp);
 
@@ -122,6 +159,7 @@ struct route_self {
 	size_t nconn;
 	int vxlan_index; /* ifindex of twill.<VNI>, 0 = not there (yet) */
 	int ipip_index;	 /* ifindex of tunl0, 0 = not there (yet) */
+	int wg_index;	 /* ifindex of twill.wg when encrypting, 0 = off or not ready */
 };
 struct route_peer_in {
 	const char *name;
@@ -130,6 +168,8 @@ struct route_peer_in {
 	struct ipprefix pod_cidrs[2];
 	bool has_mac;
 	uint8_t mac[6]; /* twill.io/vtep-mac when has_mac */
+	bool has_wg_key;
+	uint8_t wg_key[32]; /* twill.io/wireguard-public-key when has_wg_key */
 };
 /* The entries for one remote node, appended to out.  Returns how it is reached; for
  * ROUTE_VIA_NONE `why` says why (without the "unroutable: " prefix). */

@@ -28,6 +28,8 @@ const char *route_mode_name(enum route_mode m)
 		return "ipip";
 	case ROUTE_IPIP_CROSSSUBNET:
 		return "ipip-crosssubnet";
+	case ROUTE_BGP:
+		return "bgp";
 	}
 	return "?";
 }
@@ -46,6 +48,8 @@ int route_mode_parse(const char *s)
 		return ROUTE_IPIP;
 	if (!strcmp(s, "ipip-crosssubnet"))
 		return ROUTE_IPIP_CROSSSUBNET;
+	if (!strcmp(s, "bgp"))
+		return ROUTE_BGP;
 	return -1;
 }
 
@@ -59,9 +63,24 @@ unsigned route_mode_overhead(enum route_mode m)
 	case ROUTE_IPIP_CROSSSUBNET:
 		return ROUTE_IPIP_OVERHEAD;
 	case ROUTE_HOST_GW:
+	case ROUTE_BGP:
 		break;
 	}
 	return 0;
+}
+
+const char *route_encrypt_name(enum route_encrypt e)
+{
+	return e == ROUTE_ENCRYPT_WIREGUARD ? "wireguard" : "none";
+}
+
+int route_encrypt_parse(const char *s)
+{
+	if (s && !strcmp(s, "none"))
+		return ROUTE_ENCRYPT_NONE;
+	if (s && !strcmp(s, "wireguard"))
+		return ROUTE_ENCRYPT_WIREGUARD;
+	return -1;
 }
 
 const char *route_via_name(enum route_via v)
@@ -73,6 +92,10 @@ const char *route_via_name(enum route_via v)
 		return "vxlan";
 	case ROUTE_VIA_IPIP:
 		return "ipip";
+	case ROUTE_VIA_WIREGUARD:
+		return "wireguard";
+	case ROUTE_VIA_BGP:
+		return "bgp";
 	case ROUTE_VIA_NONE:
 		break;
 	}
@@ -332,6 +355,22 @@ enum route_via route_plan_peer(const struct route_self *self, const struct route
 		return ROUTE_VIA_NONE;
 	}
 
+	if (self->wg_index > 0 && p->has_wg_key) {
+		/* encrypted: the podCIDRs into the WireGuard device, which picks the peer by
+		 * its allowed IPs (so no gateway), whatever the routing mode */
+		for (size_t i = 0; i < p->npod_cidrs; i++) {
+			struct ipprefix cidr = p->pod_cidrs[i];
+			if (cidr.addr.family != AF_INET)
+				continue;
+			prefix_normalize(&cidr);
+			struct rt_entry e = {.kind = RT_ROUTE, .dst = cidr, .oif = self->wg_index};
+			rt_set_add(out, &e);
+		}
+		return ROUTE_VIA_WIREGUARD;
+	}
+
+	if (self->mode == ROUTE_BGP)
+		return ROUTE_VIA_BGP; /* learned and installed by the BGP speaker */
 	int ifindex = route_connected_ifindex(self->conn, self->nconn, &p->ip);
 	enum route_via via;
 	switch (self->mode) {

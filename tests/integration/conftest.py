@@ -51,10 +51,14 @@ class Lab:
                    timeout=timeout)
 
     def up(self, routing="mixed", wiring="routed", files=(), wait=True, timeout=30,
-           proxy=None):
+           proxy=None, encrypt=None, router=None):
         args = ["--routing", routing, "--wiring", wiring, "--timeout", str(timeout)]
         if proxy:
             args += ["--proxy", proxy]
+        if encrypt:
+            args += ["--encrypt", encrypt]
+        if router:
+            args += ["--router", router]
         for f in files:
             args += ["-f", str(f)]
         if not wait:
