@@ -90,7 +90,8 @@ struct agent_opts {
 	bool kubelet;
 	enum proxy_mode proxy;
 	enum route_encrypt encrypt;
-	const char *ipvs_scheduler; /* --ipvs-scheduler (--proxy ipvs) */
+	/* --ipvs-scheduler (--proxy ipvs), NULL: rr */
+	const char *ipvs_scheduler;
 	bool policy; /* NetworkPolicy enforcement (--policy on|off) */
 	const char *lab;
 	enum log_level level;
@@ -364,11 +365,12 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 			break;
 		case O_IPVS_SCHED:
 			if (!ipvs_sched_known(optarg)) {
-				fprintf(stderr,
-					"twill agent: --ipvs-scheduler: unknown IPVS scheduler '%s' "
-					"(rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, mh, fo, ovf, "
-					"twos)\n",
-					optarg);
+				fprintf(
+				    stderr,
+				    "twill agent: --ipvs-scheduler: unknown IPVS scheduler '%s' "
+				    "(rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, mh, fo, ovf, "
+				    "twos)\n",
+				    optarg);
 				return 2;
 			}
 			o->ipvs_scheduler = optarg;

@@ -19,8 +19,8 @@
 #include "lib/util.h"
 #include "proxy/ipvs.h"
 
-static const char *const sched_names[] = {"rr",  "wrr", "lc", "wlc", "lblc", "lblcr", "dh",
-					  "sh",	 "sed", "nq", "mh",  "fo",   "ovf",	"twos"};
+static const char *const sched_names[] = {"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh",
+					  "sh", "sed", "nq", "mh",  "fo",   "ovf",   "twos"};
 
 bool ipvs_sched_known(const char *s)
 {
@@ -93,7 +93,10 @@ void ipvs_service_clear(struct ipvs_service *s)
 
 static const char *proto_str(uint8_t p)
 {
-	return p == IPPROTO_TCP ? "TCP" : p == IPPROTO_UDP ? "UDP" : p == IPPROTO_SCTP ? "SCTP" : "?";
+	return p == IPPROTO_TCP	   ? "TCP"
+	       : p == IPPROTO_UDP  ? "UDP"
+	       : p == IPPROTO_SCTP ? "SCTP"
+				   : "?";
 }
 
 const char *ipvs_service_key(const struct ipvs_service *s, char *buf, size_t size)
@@ -224,8 +227,8 @@ static void get_stats(const struct nlattr *s32, const struct nlattr *s64, struct
 		const struct nlattr *a = tb[keys[i]];
 		if (!a)
 			continue;
-		*v[i] = mnl_attr_get_payload_len(a) == 8 ? mnl_attr_get_u64(a)
-							 : mnl_attr_get_u32(a);
+		*v[i] =
+		    mnl_attr_get_payload_len(a) == 8 ? mnl_attr_get_u64(a) : mnl_attr_get_u32(a);
 	}
 }
 
@@ -287,7 +290,7 @@ int ipvs_parse_dest(const struct nlmsghdr *nlh, struct ipvs_dest *out)
 	if (get_addr(tb[IPVS_DEST_ATTR_ADDR], af, &out->addr) < 0)
 		return -EINVAL;
 	out->port = ntohs(mnl_attr_get_u16(tb[IPVS_DEST_ATTR_PORT]));
-	const int keys[] = {IPVS_DEST_ATTR_FWD_METHOD,	 IPVS_DEST_ATTR_WEIGHT,
+	const int keys[] = {IPVS_DEST_ATTR_FWD_METHOD, IPVS_DEST_ATTR_WEIGHT,
 			    IPVS_DEST_ATTR_ACTIVE_CONNS, IPVS_DEST_ATTR_INACT_CONNS,
 			    IPVS_DEST_ATTR_PERSIST_CONNS};
 	uint32_t *v[] = {&out->fwd, &out->weight, &out->active, &out->inactive, &out->persist};
@@ -340,9 +343,10 @@ size_t ipvs_diff_service(const struct ipvs_service *want, const struct ipvs_serv
 	for (int pass = 0; pass < 2; pass++) {
 		size_t i = 0, k = 0;
 		while (i < want->ndests || k < have->ndests) {
-			int c = i == want->ndests   ? 1
-				: k == have->ndests ? -1
-						    : ipvs_dest_cmp(&want->dests[i], &have->dests[k]);
+			int c = i == want->ndests ? 1
+				: k == have->ndests
+				    ? -1
+				    : ipvs_dest_cmp(&want->dests[i], &have->dests[k]);
 			if (c > 0) {
 				if (pass == 0)
 					op_add(ops, IPVS_OP_DEL_DEST, have, &have->dests[k]);
@@ -365,8 +369,8 @@ size_t ipvs_diff_service(const struct ipvs_service *want, const struct ipvs_serv
 
 const char *ipvs_op_name(enum ipvs_op_kind k)
 {
-	static const char *const names[] = {"add service",	"change service",
-					    "delete service",	"add real server",
+	static const char *const names[] = {"add service",	  "change service",
+					    "delete service",	  "add real server",
 					    "change real server", "delete real server"};
 	return (unsigned)k < ARRAY_SIZE(names) ? names[k] : "?";
 }
@@ -445,7 +449,8 @@ int ipvs_open(struct ipvs_conn *c)
 	c->portid = mnl_socket_get_portid(c->nl);
 	c->seq = (uint32_t)time(NULL) << 8;
 	char buf[IPVS_MSG_MAX] __attribute__((aligned(8)));
-	struct nlmsghdr *nlh = genl_hdr(buf, sizeof(buf), GENL_ID_CTRL, CTRL_CMD_GETFAMILY, NLM_F_ACK);
+	struct nlmsghdr *nlh =
+	    genl_hdr(buf, sizeof(buf), GENL_ID_CTRL, CTRL_CMD_GETFAMILY, NLM_F_ACK);
 	((struct genlmsghdr *)mnl_nlmsg_get_payload(nlh))->version = 1;
 	mnl_attr_put_strz(nlh, CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME);
 	struct family_ctx f = {0};
@@ -454,10 +459,11 @@ int ipvs_open(struct ipvs_conn *c)
 		r = -ENOENT;
 	if (r < 0) {
 		if (r == -ENOENT)
-			snprintf(c->err, sizeof(c->err),
-				 "the kernel has no IPVS (generic netlink family \"%s\" not found): "
-				 "is the ip_vs module loaded (modprobe ip_vs)?",
-				 IPVS_GENL_NAME);
+			snprintf(
+			    c->err, sizeof(c->err),
+			    "the kernel has no IPVS (generic netlink family \"%s\" not found): "
+			    "is the ip_vs module loaded (modprobe ip_vs)?",
+			    IPVS_GENL_NAME);
 		else
 			snprintf(c->err, sizeof(c->err), "resolving the IPVS netlink family: %s",
 				 strerror(-r));
@@ -514,11 +520,13 @@ int ipvs_dump(struct ipvs_conn *c, struct ipvs_table *out)
 {
 	ipvs_table_free(out);
 	char buf[IPVS_MSG_MAX] __attribute__((aligned(8)));
-	int r = request(c, ipvs_build_service(buf, c->family, IPVS_CMD_GET_SERVICE, NLM_F_DUMP, NULL),
-			service_dump_cb, out);
+	int r =
+	    request(c, ipvs_build_service(buf, c->family, IPVS_CMD_GET_SERVICE, NLM_F_DUMP, NULL),
+		    service_dump_cb, out);
 	for (size_t i = 0; r == 0 && i < out->n; i++) {
 		struct ipvs_service *s = &out->v[i];
-		r = request(c, ipvs_build_dest(buf, c->family, IPVS_CMD_GET_DEST, NLM_F_DUMP, s, NULL),
+		r = request(c,
+			    ipvs_build_dest(buf, c->family, IPVS_CMD_GET_DEST, NLM_F_DUMP, s, NULL),
 			    dest_dump_cb, s);
 		if (r == -ENOENT || r == -ESRCH) /* deleted meanwhile */
 			r = 0;

@@ -201,6 +201,15 @@ int ipvs_writer_sync(struct ipvs_writer *w);
 void ipvs_writer_request_resync(struct ipvs_writer *w);
 const struct ipvs_sync_stats *ipvs_writer_stats(const struct ipvs_writer *w);
 const char *ipvs_writer_error(const struct ipvs_writer *w);
+/* For tests, no kernel needed: take the planner's changes into the wanted state (what the
+ * next sync would program; returns how many Services changed), the wanted virtual services
+ * (sorted; free with ipvs_table_free), and how many of them ask for one element of an
+ * nftables set: "vips" and "hairpin" are keyed by key->addr, "services", "cluster-ips",
+ * "masq-services" and "no-endpoints" by address, protocol and port. */
+size_t ipvs_writer_plan(struct ipvs_writer *w);
+void ipvs_writer_wanted(const struct ipvs_writer *w, struct ipvs_table *out);
+unsigned ipvs_writer_elem_refs(const struct ipvs_writer *w, const char *set,
+			       const struct ipvs_service *key);
 /* The IPVS scheduler for a Service: its SVC_ANN_SCHEDULER annotation when that names an
  * IPVS scheduler ("random" and anything else: dflt). */
 const char *ipvs_sched_for(const struct object *svc, const char *dflt);

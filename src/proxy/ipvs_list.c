@@ -75,7 +75,9 @@ int ipvs_annotate_listing(json_object *list)
 		json_object *e = json_object_array_get_idx(list, i), *bs = NULL;
 		struct ipvs_service key = {.port = (uint16_t)jint(e, "port")};
 		int p = proto_parse(jstr(e, "protocol"));
-		key.proto = p == PROTO_UDP ? IPPROTO_UDP : p == PROTO_SCTP ? IPPROTO_SCTP : IPPROTO_TCP;
+		key.proto = p == PROTO_UDP    ? IPPROTO_UDP
+			    : p == PROTO_SCTP ? IPPROTO_SCTP
+					      : IPPROTO_TCP;
 		if (ip_parse(jstr(e, "address"), &key.addr) < 0)
 			continue;
 		const struct ipvs_service *s = ipvs_table_find(&t, &key);

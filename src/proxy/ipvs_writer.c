@@ -85,10 +85,10 @@ struct ipvs_writer {
 	struct nl_sock *nl;
 	int ifindex;
 
-	struct smap want;  /* vkey -> struct vrec */
-	struct smap owned; /* Service key -> struct smap of its vkeys */
-	struct smap have;  /* vkey -> struct ipvs_service (the kernel's, tracked) */
-	struct smap dirty; /* vkeys to reconcile */
+	struct smap want;		  /* vkey -> struct vrec */
+	struct smap owned;		  /* Service key -> struct smap of its vkeys */
+	struct smap have;		  /* vkey -> struct ipvs_service (the kernel's, tracked) */
+	struct smap dirty;		  /* vkeys to reconcile */
 	struct smap ewant, ehave, edirty; /* element key -> struct elem */
 	struct smap awant, ahave, adirty; /* address "a.b.c.d" -> refs / 1 */
 	bool need_dump;
@@ -122,7 +122,8 @@ static void elem_key_str(const struct elem *e, char *buf, size_t size)
 /* Add (delta 1) or drop (delta -1) one reference to an element of the wanted sets. */
 static void elem_ref(struct ipvs_writer *w, enum nset set, const void *key, int verdict, int delta)
 {
-	struct elem e = {.set = (uint8_t)set, .len = (uint8_t)sets[set].key_len, .verdict = verdict};
+	struct elem e = {
+	    .set = (uint8_t)set, .len = (uint8_t)sets[set].key_len, .verdict = verdict};
 	memcpy(e.key, key, e.len);
 	char k[64];
 	elem_key_str(&e, k, sizeof(k));
@@ -573,8 +574,8 @@ static void em_flush(struct elem_msgs *m)
 {
 	if (!m->s)
 		return;
-	struct nlmsghdr *nlh = nftb_msg(m->b, m->type, m->type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0,
-					128 + m->n * 96);
+	struct nlmsghdr *nlh = nftb_msg(
+	    m->b, m->type, m->type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0, 128 + m->n * 96);
 	nftnl_set_elems_nlmsg_build_payload(nlh, m->s);
 	nftb_put(m->b, nlh);
 	nftnl_set_free(m->s);
@@ -644,7 +645,8 @@ static int nft_sync(struct ipvs_writer *w, bool full)
 	if (full)
 		base_objects(w, &b);
 	for (size_t i = 0; i < n; i++) {
-		struct elem *want = smap_get(&w->ewant, keys[i]), *have = smap_get(&w->ehave, keys[i]);
+		struct elem *want = smap_get(&w->ewant, keys[i]),
+			    *have = smap_get(&w->ehave, keys[i]);
 		if (full) {
 			add[nadd++] = want;
 			continue;
@@ -726,7 +728,7 @@ void ipvs_writer_free(struct ipvs_writer *w)
 	smap_clear(&w->awant, NULL);
 	smap_clear(&w->ahave, NULL);
 	smap_clear(&w->adirty, NULL);
-	struct smap *all[] = {&w->want,	 &w->owned, &w->have,  &w->dirty, &w->ewant,
+	struct smap *all[] = {&w->want,	 &w->owned,  &w->have,	&w->dirty, &w->ewant,
 			      &w->ehave, &w->edirty, &w->awant, &w->ahave, &w->adirty};
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
 		free(all[i]->b);
@@ -799,10 +801,13 @@ static void stale_udp(struct ipvs_writer *w, const struct ipvs_ops *ops)
 	for (size_t i = 0; i < ops->n; i++) {
 		const struct ipvs_op *op = &ops->v[i];
 		const struct ipvs_service *s = op->svc;
-		size_t nd = op->kind == IPVS_OP_DEL_DEST ? 1 : op->kind == IPVS_OP_DEL_SVC ? s->ndests : 0;
+		size_t nd = op->kind == IPVS_OP_DEL_DEST  ? 1
+			    : op->kind == IPVS_OP_DEL_SVC ? s->ndests
+							  : 0;
 		if (s->proto != IPPROTO_UDP || s->addr.family != AF_INET || !nd)
 			continue;
-		w->ct_pending = xrealloc(w->ct_pending, (w->nct_pending + nd) * sizeof(*w->ct_pending));
+		w->ct_pending =
+		    xrealloc(w->ct_pending, (w->nct_pending + nd) * sizeof(*w->ct_pending));
 		for (size_t k = 0; k < nd; k++) {
 			const struct ipvs_dest *d = op->dest ? op->dest : &s->dests[k];
 			struct ct_match *m = &w->ct_pending[w->nct_pending++];
@@ -825,6 +830,58 @@ static void count_ops(struct ipvs_writer *w, const struct ipvs_ops *ops)
 		(*c[ops->v[i].kind])++;
 }
 
+size_t ipvs_writer_plan(struct ipvs_writer *w)
+{
+	char **keys = NULL;
+	size_t n = svc_planner_update(w->sp, &keys);
+	for (size_t i = 0; i < n; i++)
+		service_apply(w, keys[i]);
+	svc_planner_keys_free(keys, n);
+	return n;
+}
+
+static int vrec_cmp_q(const void *a, const void *b)
+{
+	return ipvs_service_cmp(a, b);
+}
+
+void ipvs_writer_wanted(const struct ipvs_writer *w, struct ipvs_table *out)
+{
+	ipvs_table_free(out);
+	out->v = xcalloc(w->want.n + 1, sizeof(*out->v));
+	smap_foreach(&w->want, it)
+	{
+		const struct vrec *v = it->val;
+		ipvs_service_copy(&out->v[out->n++], &v->s);
+	}
+	out->cap = out->n;
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(*out->v), vrec_cmp_q);
+}
+
+unsigned ipvs_writer_elem_refs(const struct ipvs_writer *w, const char *set,
+			       const struct ipvs_service *key)
+{
+	for (int i = 0; i < S_N; i++) {
+		if (strcmp(set, sets[i].name))
+			continue;
+		struct elem e = {.set = (uint8_t)i, .len = (uint8_t)sets[i].key_len};
+		if (i == S_VIPS) {
+			memcpy(e.key, &key->addr.v4, 4);
+		} else if (i == S_HAIRPIN) {
+			memcpy(e.key, &key->addr.v4, 4);
+			memcpy(e.key + 4, &key->addr.v4, 4);
+		} else {
+			svc_key_bytes(e.key, key);
+		}
+		char k[64];
+		elem_key_str(&e, k, sizeof(k));
+		const struct elem *have = smap_get(&w->ewant, k);
+		return have ? have->refs : 0;
+	}
+	return 0;
+}
+
 int ipvs_writer_sync(struct ipvs_writer *w)
 {
 	memset(&w->stats, 0, sizeof(w->stats));
@@ -833,12 +890,7 @@ int ipvs_writer_sync(struct ipvs_writer *w)
 		snprintf(w->err, sizeof(w->err), "%s", w->ipvs.err);
 		return r;
 	}
-	char **keys = NULL;
-	size_t n = svc_planner_update(w->sp, &keys);
-	for (size_t i = 0; i < n; i++)
-		service_apply(w, keys[i]);
-	svc_planner_keys_free(keys, n);
-	w->stats.services = (unsigned)n;
+	w->stats.services = (unsigned)ipvs_writer_plan(w);
 
 	bool full = w->need_dump;
 	w->stats.full = full;

@@ -1,8 +1,10 @@
 /* Unit tests for proxy/ipvs: the IPVS generic netlink messages (built, then read back
  * attribute by attribute), the parsing of dump replies, and the diff of one virtual service
- * against the kernel's -- all without a kernel.  The host kernel may lack ip_vs: the one
- * kernel test checks that opening the family then fails with a clear error, in a forked
- * child's own network namespace. */
+ * against the kernel's, and what the writer wants from the Service planner's entries
+ * (schedulers, persistence, weights, and the references it counts for kube-ipvs0's
+ * addresses and the nftables sets) -- all without a kernel.  The host kernel may lack ip_vs: the
+ * one kernel test checks that opening the family then fails with a clear error, in a forked child's
+ * own network namespace. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,7 +25,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "model/manifest.h"
 #include "proxy/ipvs.h"
+#include "store/store.h"
 
 #define FAMILY 0x1234
 
@@ -36,8 +40,8 @@ static struct ipaddr ip4(const char *s)
 
 static struct ipvs_service svc(const char *ip, uint16_t port, const char *sched)
 {
-	struct ipvs_service s = {.addr = ip4(ip), .proto = IPPROTO_TCP, .port = port,
-				 .netmask = 0xffffffffu};
+	struct ipvs_service s = {
+	    .addr = ip4(ip), .proto = IPPROTO_TCP, .port = port, .netmask = 0xffffffffu};
 	snprintf(s.sched, sizeof(s.sched), "%s", sched);
 	return s;
 }
@@ -286,6 +290,140 @@ static void test_table_and_sched(void **state)
 	assert_int_equal(t.n, 0);
 }
 
+/* ---- the writer's wanted state, from Services in a store ---- */
+
+static void diag_fail(const struct diag *d, void *arg)
+{
+	(void)arg;
+	char buf[512];
+	fail_msg("decode: %s", diag_fmt(d, buf, sizeof(buf)));
+}
+
+static void put(struct store *st, const char *origin, const char *yaml)
+{
+	struct objlist l = {0};
+	if (yaml)
+		assert_int_equal(manifest_decode("t.yaml", yaml, strlen(yaml), &l, diag_fail, NULL),
+				 0);
+	assert_int_equal(store_replace_origin(st, origin, false, &l, diag_fail, NULL), 0);
+	objlist_free(&l);
+}
+
+static const char *WEB =
+    "apiVersion: v1\nkind: Service\n"
+    "metadata: {name: web, namespace: default, annotations: {twill.io/lb-scheduler: wrr,"
+    " twill.io/lb-weights: '10.244.1.2=3'}}\n"
+    "spec:\n  type: NodePort\n  clusterIP: 10.96.0.10\n  selector: {app: web}\n"
+    "  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]\n"
+    "---\napiVersion: v1\nkind: Service\nmetadata: {name: empty, namespace: default}\n"
+    "spec:\n  clusterIP: 10.96.0.12\n  selector: {app: none}\n  ports: [{port: 80}]\n"
+    "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+    "metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}\n"
+    "addressType: IPv4\nports: [{port: 8080, protocol: TCP}]\n"
+    "endpoints:\n- addresses: [10.244.1.2]\n  nodeName: n1\n- addresses: [10.244.2.2]\n"
+    "  nodeName: n2\n";
+
+static const char *AFF =
+    "apiVersion: v1\nkind: Service\n"
+    "metadata: {name: aff, namespace: default, annotations: {twill.io/lb-scheduler: lc}}\n"
+    "spec:\n  clusterIP: 10.96.0.11\n  selector: {app: web}\n  sessionAffinity: ClientIP\n"
+    "  sessionAffinityConfig: {clientIP: {timeoutSeconds: 100}}\n"
+    "  ports: [{protocol: UDP, port: 53, targetPort: 8080}]\n"
+    "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+    "metadata: {name: aff-1, namespace: default, labels: {kubernetes.io/service-name: aff}}\n"
+    "addressType: IPv4\nports: [{port: 8080, protocol: UDP}]\n"
+    "endpoints:\n- addresses: [10.244.1.2]\n  nodeName: n1\n";
+
+static unsigned refs(const struct ipvs_writer *w, const char *set, const char *ip, uint8_t l4,
+		     uint16_t port)
+{
+	struct ipvs_service k = {.addr = ip4(ip), .proto = l4, .port = port};
+	return ipvs_writer_elem_refs(w, set, &k);
+}
+
+static const struct ipvs_service *wanted(const struct ipvs_table *t, const char *ip, uint8_t l4,
+					 uint16_t port)
+{
+	struct ipvs_service k = {.addr = ip4(ip), .proto = l4, .port = port};
+	return ipvs_table_find(t, &k);
+}
+
+static void test_writer_wants(void **state)
+{
+	(void)state;
+	struct store *st = store_new();
+	struct ipaddr node = ip4("192.168.1.10");
+	struct svc_planner *sp = svc_planner_new(st, &(struct svc_plan_in){"n1", &node, 1});
+	struct ipprefix cidr;
+	assert_int_equal(prefix_parse("10.244.0.0/16", &cidr), 0);
+	struct ipvs_writer *w =
+	    ipvs_writer_new(sp, st, &(struct ipvs_cfg){.scheduler = "sed", .cluster_cidr = &cidr});
+	put(st, "web.yaml", WEB);
+	put(st, "aff.yaml", AFF);
+	assert_int_equal(ipvs_writer_plan(w), 3);
+
+	struct ipvs_table t = {0};
+	ipvs_writer_wanted(w, &t);
+	assert_int_equal(t.n, 4);
+	const struct ipvs_service *s = wanted(&t, "10.96.0.10", IPPROTO_TCP, 80);
+	assert_non_null(s);
+	assert_string_equal(s->sched, "wrr"); /* the annotation names an IPVS scheduler */
+	assert_int_equal(s->flags, 0);
+	assert_int_equal(s->ndests, 2);
+	assert_int_equal(s->dests[0].addr.v4.s_addr, ip4("10.244.1.2").v4.s_addr);
+	assert_int_equal(s->dests[0].port, 8080);
+	assert_int_equal(s->dests[0].weight, 3); /* weights from the planner */
+	assert_int_equal(s->dests[1].weight, 1);
+	assert_int_equal(s->dests[0].fwd, IP_VS_CONN_F_MASQ);
+	s = wanted(&t, "192.168.1.10", IPPROTO_TCP, 30080); /* NodePort on the node address */
+	assert_non_null(s);
+	assert_string_equal(s->sched, "wrr");
+	assert_int_equal(s->ndests, 2);
+	s = wanted(&t, "10.96.0.11", IPPROTO_UDP, 53);
+	assert_non_null(s);
+	assert_string_equal(s->sched, "lc"); /* an IPVS-only scheduler */
+	assert_int_equal(s->flags, IP_VS_SVC_F_PERSISTENT);
+	assert_int_equal(s->timeout, 100);
+	assert_int_equal(s->netmask, 0xffffffffu);
+	s = wanted(&t, "10.96.0.12", IPPROTO_TCP, 80);
+	assert_non_null(s);
+	assert_string_equal(s->sched, "sed"); /* no annotation: the writer's default */
+	assert_int_equal(s->ndests, 0);
+
+	/* kube-ipvs0 holds the Service addresses, not the node's */
+	assert_int_equal(refs(w, "vips", "10.96.0.10", 0, 0), 1);
+	assert_int_equal(refs(w, "vips", "10.96.0.11", 0, 0), 1);
+	assert_int_equal(refs(w, "vips", "192.168.1.10", 0, 0), 0);
+	/* sets: every service; ClusterIPs; masquerade for the NodePort (Cluster policy);
+	 * reject without endpoints; a backend's hairpin element per service using it */
+	assert_int_equal(refs(w, "services", "192.168.1.10", IPPROTO_TCP, 30080), 1);
+	assert_int_equal(refs(w, "cluster-ips", "10.96.0.10", IPPROTO_TCP, 80), 1);
+	assert_int_equal(refs(w, "cluster-ips", "192.168.1.10", IPPROTO_TCP, 30080), 0);
+	assert_int_equal(refs(w, "masq-services", "192.168.1.10", IPPROTO_TCP, 30080), 1);
+	assert_int_equal(refs(w, "masq-services", "10.96.0.10", IPPROTO_TCP, 80), 0);
+	assert_int_equal(refs(w, "no-endpoints", "10.96.0.12", IPPROTO_TCP, 80), 1);
+	assert_int_equal(refs(w, "no-endpoints", "10.96.0.10", IPPROTO_TCP, 80), 0);
+	assert_int_equal(refs(w, "hairpin", "10.244.1.2", 0, 0), 3);
+	assert_int_equal(refs(w, "hairpin", "10.244.2.2", 0, 0), 2);
+
+	/* one Service goes: only its references go */
+	put(st, "aff.yaml", NULL);
+	assert_int_equal(ipvs_writer_plan(w), 1);
+	ipvs_writer_wanted(w, &t);
+	assert_int_equal(t.n, 3);
+	assert_null(wanted(&t, "10.96.0.11", IPPROTO_UDP, 53));
+	assert_int_equal(refs(w, "vips", "10.96.0.11", 0, 0), 0);
+	assert_int_equal(refs(w, "hairpin", "10.244.1.2", 0, 0), 2);
+	assert_int_equal(refs(w, "services", "10.96.0.11", IPPROTO_UDP, 53), 0);
+	/* nothing changed: nothing to plan */
+	assert_int_equal(ipvs_writer_plan(w), 0);
+
+	ipvs_table_free(&t);
+	ipvs_writer_free(w);
+	svc_planner_free(sp);
+	store_free(st);
+}
+
 /* In a namespace of its own: the family resolves where the kernel has IPVS, and fails
  * with the hint to load ip_vs where it has not. */
 static void test_kernel(void **state)
@@ -320,9 +458,10 @@ static void test_kernel(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_build_service), cmocka_unit_test(test_build_dest),
-	    cmocka_unit_test(test_parse),	  cmocka_unit_test(test_diff),
-	    cmocka_unit_test(test_table_and_sched), cmocka_unit_test(test_kernel),
+	    cmocka_unit_test(test_build_service),   cmocka_unit_test(test_build_dest),
+	    cmocka_unit_test(test_parse),	    cmocka_unit_test(test_diff),
+	    cmocka_unit_test(test_table_and_sched), cmocka_unit_test(test_writer_wants),
+	    cmocka_unit_test(test_kernel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
