@@ -25,7 +25,7 @@ static inline void in_netns(void (*fn)(void))
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		alarm(30);
+		alarm(60);
 		if (unshare(CLONE_NEWNET) < 0) {
 			perror("unshare(CLONE_NEWNET)");
 			_exit(2);

@@ -19,6 +19,8 @@
 /* cmocka needs the headers above first */
 #include <cmocka.h>
 
+#include "in_netns.h"
+
 #include "nl/nl.h"
 #include "nl/nl_tunnel.h"
 
@@ -82,14 +84,6 @@ static void test_build(void **state)
 	assert_int_equal(nl_link_add_kind("x", "", 0), -EINVAL);
 }
 
-#define CK(c)                                                                                      \
-	do {                                                                                       \
-		if (!(c)) {                                                                        \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);      \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-
 static void kernel_child(void)
 {
 	struct nl_sock *s = nl_open();
@@ -117,26 +111,7 @@ static void kernel_child(void)
 static void test_kernel(void **state)
 {
 	(void)state;
-	if (geteuid() != 0) {
-		skip();
-		return;
-	}
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		alarm(60);
-		if (unshare(CLONE_NEWNET) < 0) {
-			perror("unshare(CLONE_NEWNET)");
-			_exit(2);
-		}
-		kernel_child();
-		exit(0);
-	}
-	int status = 0;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	in_netns(kernel_child);
 }
 
 int main(void)

@@ -19,6 +19,8 @@
 /* cmocka needs the headers above first */
 #include <cmocka.h>
 
+#include "in_netns.h"
+
 #include <netinet/in.h>
 
 #include "lib/util.h"
@@ -244,14 +246,6 @@ static void test_explain(void **state)
 
 /* ---- the writer against a real kernel, in a child's private network namespace ---- */
 
-#define CK(x)                                                                                      \
-	do {                                                                                       \
-		if (!(x)) {                                                                        \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #x);                   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-
 static void writer_child(void)
 {
 	struct store *st = setup(PEERS);
@@ -308,22 +302,7 @@ static void writer_child(void)
 static void test_writer_kernel(void **state)
 {
 	(void)state;
-	if (geteuid() != 0)
-		skip();
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		alarm(60);
-		if (unshare(CLONE_NEWNET) < 0)
-			_exit(2);
-		writer_child();
-		exit(0);
-	}
-	int status = 0;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	in_netns(writer_child);
 }
 
 int main(void)
