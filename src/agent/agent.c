@@ -50,6 +50,7 @@
 #include "proxy/healthcheck.h"
 #include "proxy/ipt.h"
 #include "proxy/ipvs.h"
+#include "proxy/lbdev.h"
 #include "proxy/nft.h"
 #include "proxy/svc_list.h"
 #include "proxy/svc_plan.h"
@@ -84,6 +85,8 @@ struct agent_opts {
 	const char *wiring;
 	size_t ncidrs;
 	struct ipprefix cidrs[2];
+	size_t nsvc_cidrs;
+	struct ipprefix svc_cidrs[2]; /* --service-cidr, primary family first */
 	unsigned node_cidr_len;
 	uint32_t vni;
 	uint16_t port;
@@ -118,6 +121,7 @@ struct agent {
 	struct nft_writer *nw;
 	struct ipt_writer *iw;	/* --proxy iptables instead of nw */
 	struct ipvs_writer *vw; /* --proxy ipvs instead of nw */
+	struct lbdev *lb;	/* LoadBalancer addresses on kube-lb0 (proxy/lbdev.h) */
 	bool ipt_dirty;		/* a full iptables sync is due (start, resync, node addresses) */
 	struct healthcheck *hc; /* health-check node ports (externalTrafficPolicy Local) */
 	struct agent_bgp *bgp;	/* --routing bgp: the BGP speaker (agent_bgp.h) */
@@ -162,6 +166,9 @@ static void usage(FILE *f)
 		"                          routes learned by the BGP speaker, see BGPPeer)\n"
 		"  --wiring MODE           routed | bridge (default routed)\n"
 		"  --cluster-cidr CIDR     pod network, may be given per family (default %s)\n"
+		"  --service-cidr CIDR     ClusterIP range, may be given per family, primary first\n"
+		"                          (default 10.96.0.0/16, and fd00:96::/108 when\n"
+		"                          --cluster-cidr has IPv6)\n"
 		"  --node-cidr-len N       podCIDR length per node (default %d)\n"
 		"  --vni N                 VXLAN network identifier (default %d)\n"
 		"  --vxlan-port N          VXLAN UDP port (default %d)\n"
@@ -193,6 +200,28 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
 	return 0;
 }
 
+/* --cluster-cidr, --service-cidr: one CIDR per address family.  0, or 2 (printed). */
+static int add_cidr_opt(const char *flag, const char *arg, struct ipprefix v[2], size_t *n)
+{
+	struct ipprefix p;
+	if (prefix_parse(arg, &p) < 0) {
+		fprintf(stderr, "twill agent: --%s: bad CIDR '%s'\n", flag, arg);
+		return 2;
+	}
+	prefix_normalize(&p);
+	for (size_t i = 0; i < *n; i++)
+		if (v[i].addr.family == p.addr.family) {
+			fprintf(stderr, "twill agent: --%s: one per address family\n", flag);
+			return 2;
+		}
+	if (*n >= 2) {
+		fprintf(stderr, "twill agent: --%s: at most two\n", flag);
+		return 2;
+	}
+	v[(*n)++] = p;
+	return 0;
+}
+
 /* 0, 2 (bad usage, message printed) or 1 for --help (printed, exit 0). */
 static int parse_args(int argc, char **argv, struct agent_opts *o)
 {
@@ -203,6 +232,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 		O_ROUTING,
 		O_WIRING,
 		O_CIDR,
+		O_SVC_CIDR,
 		O_CIDRLEN,
 		O_VNI,
 		O_PORT,
@@ -222,6 +252,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 	    {"routing", required_argument, NULL, O_ROUTING},
 	    {"wiring", required_argument, NULL, O_WIRING},
 	    {"cluster-cidr", required_argument, NULL, O_CIDR},
+	    {"service-cidr", required_argument, NULL, O_SVC_CIDR},
 	    {"node-cidr-len", required_argument, NULL, O_CIDRLEN},
 	    {"vni", required_argument, NULL, O_VNI},
 	    {"vxlan-port", required_argument, NULL, O_PORT},
@@ -283,28 +314,14 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 			}
 			o->wiring = optarg;
 			break;
-		case O_CIDR: {
-			struct ipprefix p;
-			if (prefix_parse(optarg, &p) < 0) {
-				fprintf(stderr, "twill agent: --cluster-cidr: bad CIDR '%s'\n",
-					optarg);
+		case O_CIDR:
+			if (add_cidr_opt("cluster-cidr", optarg, o->cidrs, &o->ncidrs))
 				return 2;
-			}
-			prefix_normalize(&p);
-			for (size_t i = 0; i < o->ncidrs; i++)
-				if (o->cidrs[i].addr.family == p.addr.family) {
-					fprintf(stderr,
-						"twill agent: --cluster-cidr: one per address "
-						"family\n");
-					return 2;
-				}
-			if (o->ncidrs >= 2) {
-				fprintf(stderr, "twill agent: --cluster-cidr: at most two\n");
-				return 2;
-			}
-			o->cidrs[o->ncidrs++] = p;
 			break;
-		}
+		case O_SVC_CIDR:
+			if (add_cidr_opt("service-cidr", optarg, o->svc_cidrs, &o->nsvc_cidrs))
+				return 2;
+			break;
 		case O_CIDRLEN:
 			if (parse_uint(optarg, 1, 128, &v) < 0) {
 				fprintf(stderr, "twill agent: --node-cidr-len: bad length '%s'\n",
@@ -660,6 +677,10 @@ static void write_status_json(struct agent *ag)
 	if (ag->sp)
 		svc_planner_foreach(ag->sp, svc_count_fn, &sc);
 	json_object_object_add(j, "services", json_object_new_int64((int64_t)sc.n));
+	if (ag->lb)
+		json_object_object_add(j, "lbDevice",
+				       json_object_new_string(*lbdev_status(ag->lb) ? lbdev_status(ag->lb)
+										    : "ok"));
 	json_object *peers = json_object_new_array();
 	route_planner_foreach_peer(ag->rp, peer_json, peers);
 	json_object_object_add(j, "peers", peers);
@@ -876,6 +897,8 @@ static void proxy_sync(struct agent *ag)
 					st->chains_written, st->chains_deleted);
 		}
 	}
+	if (ag->lb)
+		lbdev_sync(ag->lb); /* cheap when nothing changed; problems: lbdev_status() */
 	if (ag->services_dirty && !ag->sync_errors[2] && now >= ag->services_next_write) {
 		ag->services_dirty = false;
 		ag->services_next_write = now + MONO_MS(SERVICES_JSON_MIN_MS);
@@ -1012,6 +1035,7 @@ static void agent_free(struct agent *ag)
 		ipt_writer_free(ag->iw);
 	ipvs_writer_free(ag->vw);
 	healthcheck_free(ag->hc);
+	lbdev_free(ag->lb);
 	if (ag->sp)
 		svc_planner_free(ag->sp);
 	agent_bgp_free(ag->bgp); /* graceful restart: routes stay */
@@ -1130,7 +1154,9 @@ int agent_main(int argc, char **argv)
 
 	ag->store = store_new();
 	struct controller_cfg ccfg = {.manifest_dir = ag->o.manifests,
-				      .ncluster_cidrs = ag->o.ncidrs};
+				      .ncluster_cidrs = ag->o.ncidrs,
+				      .nservice_cidrs = ag->o.nsvc_cidrs};
+	memcpy(ccfg.service_cidrs, ag->o.svc_cidrs, sizeof(ccfg.service_cidrs));
 	for (size_t i = 0; i < ag->o.ncidrs; i++) {
 		ccfg.cluster_cidrs[i] = ag->o.cidrs[i];
 		ccfg.node_cidr_len[i] =
@@ -1165,6 +1191,7 @@ int agent_main(int argc, char **argv)
 		else
 			ipt_writer_make(ag);
 		ag->hc = healthcheck_new(ep);
+		ag->lb = lbdev_new(ag->sp, NULL);
 	}
 	char self_exe[PATH_MAX];
 	if (ag->o.kubelet) {

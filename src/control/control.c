@@ -38,6 +38,9 @@
 #define LABEL_SERVICE_NAME "kubernetes.io/service-name"
 #define LABEL_MANAGED_BY "endpointslice.kubernetes.io/managed-by"
 #define LEADER_LOCK ".leader.lock"
+/* The IPv6 service CIDR when none is given and the pod network has IPv6 (a /108, as
+ * kube-apiserver's IPv6 ranges are limited to 20 bits of host). */
+#define DEFAULT_SERVICE_CIDR6 "fd00:96::/108"
 
 struct alloc {
 	size_t n;
@@ -70,7 +73,7 @@ struct controller {
 	struct smap lb_svcs;	  /* keys of LoadBalancer Services (pools changed: recheck) */
 	struct smap redirty_svcs; /* marked while sync_services runs */
 	bool in_svc_sync;
-	uint64_t cip_hint; /* every usable ClusterIP offset below it is held */
+	uint64_t cip_hint[2]; /* per service CIDR: every usable offset below it is held */
 	unsigned np_hint;  /* every node port below it is held */
 	char **errv;	   /* controller_errors() */
 };
@@ -314,6 +317,12 @@ struct controller *controller_new(struct store *s, const struct controller_cfg *
 		c->svc_cidrs[i] = cfg->service_cidrs[i];
 		prefix_normalize(&c->svc_cidrs[i]);
 	}
+	/* No service CIDR given: one per family of the pod network, in its order (a
+	 * dual-stack cluster gets dual-stack Services on request), else IPv4 only. */
+	for (size_t i = 0; !cfg->nservice_cidrs && i < c->ncidrs; i++)
+		prefix_parse(c->cidrs[i].addr.family == AF_INET6 ? DEFAULT_SERVICE_CIDR6
+								 : CONTROL_DEFAULT_SERVICE_CIDR,
+			     &c->svc_cidrs[c->nsvc_cidrs++]);
 	if (!c->nsvc_cidrs) {
 		prefix_parse(CONTROL_DEFAULT_SERVICE_CIDR, &c->svc_cidrs[0]);
 		c->nsvc_cidrs = 1;
@@ -529,7 +538,7 @@ static void full_pass(struct controller *c)
 	smap_clear(&c->holders, free_smap);
 	smap_clear(&c->svc_allocs, svc_alloc_free);
 	smap_clear(&c->lb_svcs, NULL);
-	c->cip_hint = 0;
+	memset(c->cip_hint, 0, sizeof(c->cip_hint));
 	c->np_hint = 0;
 	store_foreach(c->s, KIND_NODE, full_node, c);
 	store_foreach(c->s, KIND_POD, full_pod, c);
@@ -1053,7 +1062,8 @@ struct np_alloc {
 
 struct svc_alloc {
 	size_t ncips;
-	struct ipaddr cips[2];
+	struct ipaddr cips[2];	      /* primary family first: they make spec.ipFamilies */
+	enum ip_family_policy policy; /* written with the ClusterIPs */
 	size_t nports;
 	struct np_alloc *ports;
 	uint16_t hc;
@@ -1079,7 +1089,8 @@ static bool svc_alloc_empty(const struct svc_alloc *a)
 
 static bool svc_alloc_eq(const struct svc_alloc *a, const struct svc_alloc *b)
 {
-	if (a->ncips != b->ncips || a->nports != b->nports || a->hc != b->hc || a->nlb != b->nlb)
+	if (a->ncips != b->ncips || a->nports != b->nports || a->hc != b->hc || a->nlb != b->nlb ||
+	    (a->ncips && a->policy != b->policy))
 		return false;
 	for (size_t i = 0; i < a->ncips; i++)
 		if (!ip_eq(&a->cips[i], &b->cips[i]))
@@ -1261,6 +1272,15 @@ static void hold(struct controller *c, const char *res, const char *key)
 		mark_other_holders(c, h, key); /* a conflict begins: the winner may change */
 }
 
+/* Index of the service CIDR of `family`, or -1 when the cluster has none. */
+static int svc_cidr_of(const struct controller *c, int family)
+{
+	for (size_t i = 0; i < c->nsvc_cidrs; i++)
+		if (c->svc_cidrs[i].addr.family == family)
+			return (int)i;
+	return -1;
+}
+
 static void release(struct controller *c, const char *res, const char *key)
 {
 	struct smap *h = smap_get(&c->holders, res);
@@ -1280,10 +1300,11 @@ static void release(struct controller *c, const char *res, const char *key)
 	free_smap(smap_del(&c->holders, res));
 	/* Free again: lower the search hints, and give waiting Services another try. */
 	struct ipaddr ip;
-	if (res[0] == 'c' && !ip_parse(res + 2, &ip) && c->nsvc_cidrs) {
-		int64_t off = prefix_offset(&c->svc_cidrs[0], &ip);
-		if (off >= 0 && (uint64_t)off < c->cip_hint)
-			c->cip_hint = (uint64_t)off;
+	int k;
+	if (res[0] == 'c' && !ip_parse(res + 2, &ip) && (k = svc_cidr_of(c, ip.family)) >= 0) {
+		int64_t off = prefix_offset(&c->svc_cidrs[k], &ip);
+		if (off >= 0 && (uint64_t)off < c->cip_hint[k])
+			c->cip_hint[k] = (uint64_t)off;
 	} else if (res[0] == 'n') {
 		unsigned long p = strtoul(res + 2, NULL, 10);
 		if (p < c->np_hint)
@@ -1447,14 +1468,15 @@ static const char *conflict_winner(const struct controller *c, const char *key,
 
 /* ---- allocators ---- */
 
-static bool alloc_cluster_ip(struct controller *c, struct ipaddr *out, struct reslist *tmp,
+/* Lowest free address of service CIDR `k`. */
+static bool alloc_cluster_ip(struct controller *c, int k, struct ipaddr *out, struct reslist *tmp,
 			     const char *key)
 {
-	const struct ipprefix *p = &c->svc_cidrs[0];
+	const struct ipprefix *p = &c->svc_cidrs[k];
 	uint64_t size = prefix_size(p);
 	uint64_t end = p->addr.family == AF_INET && size > 4 ? size - 1 : size; /* broadcast */
 	/* Offset 0 is the network address, 1 the `kubernetes` Service's address. */
-	for (uint64_t off = c->cip_hint > 2 ? c->cip_hint : 2; off < end; off++) {
+	for (uint64_t off = c->cip_hint[k] > 2 ? c->cip_hint[k] : 2; off < end; off++) {
 		struct ipaddr ip;
 		if (prefix_host(p, off, &ip))
 			break;
@@ -1463,13 +1485,13 @@ static bool alloc_cluster_ip(struct controller *c, struct ipaddr *out, struct re
 		if (res_free_for_all(c, res)) {
 			hold(c, res, key);
 			res_push(tmp, res);
-			c->cip_hint = off + 1;
+			c->cip_hint[k] = off + 1;
 			*out = ip;
 			return true;
 		}
 		free(res);
 	}
-	c->cip_hint = end;
+	c->cip_hint[k] = end;
 	return false;
 }
 
@@ -1598,6 +1620,14 @@ static int write_svc_file(struct controller *c, const char *ns, const char *name
 			json_object_array_add(arr,
 					      json_object_new_string(ip_fmt(&a->cips[i], buf)));
 		json_object_object_add(spec, "clusterIPs", arr);
+		/* as the API server fills them in: the families of clusterIPs, in order */
+		struct json_object *fams = json_object_new_array();
+		for (size_t i = 0; i < a->ncips; i++)
+			json_object_array_add(
+			    fams, json_object_new_string(ip_family_name(a->cips[i].family)));
+		json_object_object_add(spec, "ipFamilies", fams);
+		json_object_object_add(spec, "ipFamilyPolicy",
+				       json_object_new_string(ip_family_policy_name(a->policy)));
 	}
 	if (a->nports) {
 		struct json_object *arr = json_object_new_array();
@@ -1722,6 +1752,74 @@ static void lb_part(struct controller *c, const char *key, const struct object *
 	free(p.v);
 }
 
+/* The families a Service without its own clusterIPs gets, primary first, as the API
+ * server picks them: spec.ipFamilies, else the cluster's primary family; a dual-stack
+ * policy adds the other family when the cluster has it.  0 families: an error in eb. */
+static size_t want_families(const struct controller *c, const struct service_obj *s, int fams[2],
+			    struct errbuf *eb)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < s->nip_families && i < 2; i++) {
+		int f = s->ip_families[i];
+		if (svc_cidr_of(c, f) >= 0) {
+			fams[n++] = f;
+		} else if (i == 0 || s->ip_family_policy != IPFP_PREFER_DUAL_STACK) {
+			/* PreferDualStack alone may drop a secondary family the cluster lacks */
+			errf(eb,
+			     "ipFamilies[%zu] %s is not configured on this cluster (service CIDR "
+			     "%s only)",
+			     i, ip_family_name(f), ip_family_name(c->svc_cidrs[0].addr.family));
+			return 0;
+		}
+	}
+	if (!n)
+		fams[n++] = c->svc_cidrs[0].addr.family;
+	if (s->ip_family_policy == IPFP_REQUIRE_DUAL_STACK && c->nsvc_cidrs < 2) {
+		errf(eb,
+		     "ipFamilyPolicy RequireDualStack: this cluster is not configured for "
+		     "dual-stack Services (service CIDR %s only)",
+		     ip_family_name(c->svc_cidrs[0].addr.family));
+		return 0;
+	}
+	if (s->ip_family_policy != IPFP_SINGLE_STACK && n == 1 && c->nsvc_cidrs == 2)
+		fams[n++] = c->svc_cidrs[c->svc_cidrs[0].addr.family == fams[0]].addr.family;
+	return n;
+}
+
+/* ClusterIPs of a Service whose manifest has none: one per wanted family from that
+ * family's service CIDR, primary first; what we gave before is kept per family (a
+ * policy turned SingleStack releases the secondary, as the API server does). */
+static void cluster_ips_part(struct controller *c, const char *key, const struct service_obj *s,
+			     const struct svc_alloc *a, struct svc_alloc *n, struct reslist *tmp,
+			     struct errbuf *eb)
+{
+	int fams[2];
+	size_t nf = want_families(c, s, fams, eb);
+	if (!nf && a) { /* refused: the Service keeps what it had */
+		memcpy(n->cips, a->cips, sizeof(n->cips));
+		n->ncips = a->ncips;
+		n->policy = a->policy;
+		return;
+	}
+	n->policy = s->ip_family_policy;
+	for (size_t i = 0; i < nf; i++) {
+		const struct ipaddr *had = NULL;
+		for (size_t k = 0; a && k < a->ncips && !had; k++)
+			if (a->cips[k].family == fams[i])
+				had = &a->cips[k];
+		int k = svc_cidr_of(c, fams[i]);
+		if (had) {
+			n->cips[n->ncips++] = *had;
+		} else if (alloc_cluster_ip(c, k, &n->cips[n->ncips], tmp, key)) {
+			n->ncips++;
+		} else {
+			char buf[IP_STRLEN];
+			errf(eb, "no free ClusterIP left in service CIDR %s",
+			     prefix_fmt(&c->svc_cidrs[k], buf));
+		}
+	}
+}
+
 static void log_alloc(const char *key, const struct svc_alloc *a)
 {
 	char line[512], buf[IP_STRLEN];
@@ -1760,8 +1858,13 @@ static int sync_alloc(struct controller *c, const char *key, const char *ns, con
 	const struct service_obj *s = svc ? &svc->svc : NULL;
 
 	if (s && s->type != SVC_EXTERNAL_NAME && !s->headless) {
-		/* ClusterIP */
-		if (s->ncluster_ips) {
+		/* ClusterIP: the manifest's own, or ours (the effective Service shows ours once
+		 * read back: only an address we did not give is the user's) */
+		bool own_cips = false;
+		for (size_t i = 0; i < s->ncluster_ips && i < 2; i++)
+			own_cips |= !(a && ip_in(a->cips, a->ncips, &s->cluster_ips[i]));
+		if (own_cips) {
+			n->policy = s->ip_family_policy;
 			for (size_t i = 0; i < s->ncluster_ips && i < 2; i++) {
 				const struct ipaddr *ip = &s->cluster_ips[i];
 				if (a && ip_in(a->cips, a->ncips, ip)) {
@@ -1773,18 +1876,14 @@ static int sync_alloc(struct controller *c, const char *key, const char *ns, con
 				if (w)
 					errf(&eb, "clusterIP %s is already used by Service %s", buf,
 					     w);
+				else if (svc_cidr_of(c, ip->family) < 0)
+					errf(&eb,
+					     "clusterIP %s: %s is not configured on this cluster",
+					     buf, ip_family_name(ip->family));
 				free(res);
 			}
-		} else if (a && a->ncips) {
-			/* written, not read back yet */
-			memcpy(n->cips, a->cips, sizeof(n->cips));
-			n->ncips = a->ncips;
-		} else if (c->nsvc_cidrs) {
-			if (alloc_cluster_ip(c, &n->cips[0], &tmp, key))
-				n->ncips = 1;
-			else
-				errf(&eb, "no free ClusterIP left in service CIDR %s",
-				     prefix_fmt(&c->svc_cidrs[0], buf));
+		} else {
+			cluster_ips_part(c, key, s, a, n, &tmp, &eb);
 		}
 
 		/* nodePorts: for NodePort, and for LoadBalancer unless turned off */
@@ -1909,6 +2008,7 @@ static int seed_cb(const struct object *o, void *arg)
 	const struct service_obj *s = &o->svc;
 	for (size_t i = 0; i < s->ncluster_ips && i < 2; i++)
 		a->cips[a->ncips++] = s->cluster_ips[i];
+	a->policy = s->ip_family_policy;
 	for (size_t i = 0; i < s->nports; i++)
 		if (s->ports[i].node_port)
 			np_push(a, &s->ports[i], s->ports[i].node_port);

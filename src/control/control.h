@@ -44,9 +44,11 @@ struct controller_cfg {
 	size_t ncluster_cidrs;
 	struct ipprefix cluster_cidrs[2]; /* one per family; default 10.244.0.0/16 */
 	unsigned node_cidr_len[2];	  /* per family; default 24 (IPv4), 64 (IPv6) */
-	/* ClusterIPs come from the first (primary family; Services are single-stack); the
-	 * network address and the first host address (the `kubernetes` Service's) are never
-	 * given out, nor the IPv4 broadcast address.  Default 10.96.0.0/16. */
+	/* One service CIDR per family. A Service gets one ClusterIP per family it asks for
+	 * (spec.ipFamilies / ipFamilyPolicy), primary family first, each from its family's
+	 * CIDR; the network address and the first host address (the `kubernetes` Service's)
+	 * are never given out, nor the IPv4 broadcast address.  Default 10.96.0.0/16, plus
+	 * fd00:96::/108 when the cluster CIDRs include IPv6. */
 	size_t nservice_cidrs;
 	struct ipprefix service_cidrs[2];
 	uint16_t node_port_min, node_port_max; /* default 30000-32767 */

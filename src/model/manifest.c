@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "lib/util.h"
@@ -182,24 +183,38 @@ __attribute__((format(printf, 3, 4))) static void gerr(struct dec *d, int line, 
 	va_end(ap);
 }
 
+/* Append s[0..n) to the path, cut at the end of the buffer.  (Called for every field of
+ * every object: no printf here.) */
+static void path_add(struct dec *d, const char *s, size_t n)
+{
+	size_t room = sizeof(d->path) - 1 - d->plen;
+	if (n > room)
+		n = room;
+	memcpy(d->path + d->plen, s, n);
+	d->plen += n;
+	d->path[d->plen] = 0;
+}
+
 static size_t path_push(struct dec *d, const char *key)
 {
 	size_t m = d->plen;
-	int r =
-	    snprintf(d->path + d->plen, sizeof(d->path) - d->plen, "%s%s", d->plen ? "." : "", key);
-	if (r > 0)
-		d->plen = d->plen + (size_t)r < sizeof(d->path) ? d->plen + (size_t)r
-								: sizeof(d->path) - 1;
+	if (d->plen)
+		path_add(d, ".", 1);
+	path_add(d, key, strlen(key));
 	return m;
 }
 
 static size_t path_idx(struct dec *d, size_t i)
 {
 	size_t m = d->plen;
-	int r = snprintf(d->path + d->plen, sizeof(d->path) - d->plen, "[%zu]", i);
-	if (r > 0)
-		d->plen = d->plen + (size_t)r < sizeof(d->path) ? d->plen + (size_t)r
-								: sizeof(d->path) - 1;
+	char buf[24];
+	size_t n = sizeof(buf);
+	buf[--n] = ']';
+	do
+		buf[--n] = (char)('0' + i % 10);
+	while ((i /= 10));
+	buf[--n] = '[';
+	path_add(d, buf + n, sizeof(buf) - n);
 	return m;
 }
 
@@ -891,6 +906,71 @@ static void decode_svc_ports(struct dec *d, const struct tn *ports, struct servi
 	path_pop(d, mk);
 }
 
+/* spec.ipFamilyPolicy and spec.ipFamilies, checked against each other and against
+ * clusterIPs the way the API server validates them.  Whether the cluster has the families
+ * is the controller's question (it knows the service CIDRs). */
+static void decode_ip_families(struct dec *d, const struct tn *spec, struct service_obj *s)
+{
+	const char *pol = get_str(d, spec, "ipFamilyPolicy");
+	if (pol) {
+		s->has_ip_family_policy = true;
+		int p = IPFP_REQUIRE_DUAL_STACK;
+		while (p >= 0 && strcmp(pol, ip_family_policy_name((enum ip_family_policy)p)))
+			p--;
+		if (p >= 0)
+			s->ip_family_policy = (enum ip_family_policy)p;
+		else
+			ferr(d, lookup(spec, "ipFamilyPolicy"), "ipFamilyPolicy",
+			     "unknown policy \"%s\" (want SingleStack, PreferDualStack or "
+			     "RequireDualStack)",
+			     pol);
+	}
+	const struct tn *fl = get_seq(d, spec, "ipFamilies");
+	if (fl && fl->n) {
+		size_t mk = path_push(d, "ipFamilies");
+		if (fl->n > 2)
+			ferr(d, fl, NULL, "at most 2 entries (IPv4 and IPv6), not %zu", fl->n);
+		for (size_t i = 0; i < fl->n && i < 2; i++) {
+			size_t mi = path_idx(d, i);
+			const char *v = node_str(d, fl->v[i], NULL);
+			int fam = !v		       ? 0
+				  : !strcmp(v, "IPv4") ? AF_INET
+				  : !strcmp(v, "IPv6") ? AF_INET6
+						       : -1;
+			if (fam < 0)
+				ferr(d, fl->v[i], NULL,
+				     "unknown IP family \"%s\" (want IPv4 or IPv6)", v);
+			else if (fam && s->nip_families && s->ip_families[0] == fam)
+				ferr(d, fl->v[i], NULL, "duplicate IP family %s", v);
+			else if (fam)
+				s->ip_families[s->nip_families++] = fam;
+			path_pop(d, mi);
+		}
+		path_pop(d, mk);
+	}
+	for (size_t i = 0; i < s->nip_families && i < s->ncluster_ips; i++)
+		if (s->ip_families[i] != s->cluster_ips[i].family) {
+			char buf[IP_STRLEN];
+			ferr(d, lookup(spec, "ipFamilies"), "ipFamilies",
+			     "entry %zu is %s but clusterIPs[%zu] %s is %s", i,
+			     ip_family_name(s->ip_families[i]), i, ip_fmt(&s->cluster_ips[i], buf),
+			     ip_family_name(s->cluster_ips[i].family));
+		}
+	/* two families without a policy: RequireDualStack, as the API server infers it */
+	if (s->nip_families == 2 || s->ncluster_ips == 2) {
+		if (!pol)
+			s->ip_family_policy = IPFP_REQUIRE_DUAL_STACK;
+		else if (s->ip_family_policy == IPFP_SINGLE_STACK)
+			ferr(d, lookup(spec, "ipFamilyPolicy"), "ipFamilyPolicy",
+			     "SingleStack, but %s has two entries (want PreferDualStack or "
+			     "RequireDualStack)",
+			     s->nip_families == 2 ? "ipFamilies" : "clusterIPs");
+	}
+	if (s->type == SVC_EXTERNAL_NAME && (pol || s->nip_families))
+		ferr(d, lookup(spec, pol ? "ipFamilyPolicy" : "ipFamilies"),
+		     pol ? "ipFamilyPolicy" : "ipFamilies", "not allowed for type ExternalName");
+}
+
 static void decode_service(struct dec *d, const struct tn *root, struct service_obj *s)
 {
 	const struct tn *spec = get_map(d, root, "spec");
@@ -931,6 +1011,10 @@ static void decode_service(struct dec *d, const struct tn *root, struct service_
 		path_pop(d, mi);
 	}
 	path_pop(d, mk);
+	if (s->ncluster_ips == 2 && s->cluster_ips[0].family == s->cluster_ips[1].family)
+		ferr(d, cips, "clusterIPs", "the two addresses must be of different families (%s)",
+		     ip_family_name(s->cluster_ips[0].family));
+	decode_ip_families(d, spec, s);
 
 	/* a Service selector is a plain map; an empty one means "no selector" (the API server
 	 * stores it as nil), so no EndpointSlices are managed for it */
@@ -2073,6 +2157,21 @@ static void yb_merge(struct ybuild *b, struct tn *m)
 	m->n = nm + nd;
 }
 
+/* A plain scalar meaning null: empty, ~, null, Null or NULL (v has len bytes and a NUL). */
+static bool plain_null(const char *v, size_t len)
+{
+	switch (len) {
+	case 0:
+		return true;
+	case 1:
+		return v[0] == '~';
+	case 4:
+		return !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL");
+	default:
+		return false;
+	}
+}
+
 static void yb_event(struct ybuild *b, const yaml_event_t *ev)
 {
 	int line = b->line_base + (int)ev->start_mark.line + 1;
@@ -2096,9 +2195,7 @@ static void yb_event(struct ybuild *b, const yaml_event_t *ev)
 		memset(n, 0, sizeof(*n));
 		n->line = line;
 		n->size = 1;
-		if ((plain && (!len || !strcmp(v, "~") || !strcmp(v, "null") ||
-			       !strcmp(v, "Null") || !strcmp(v, "NULL"))) ||
-		    (tag && !strcmp(tag, YAML_NULL_TAG))) {
+		if ((plain && plain_null(v, len)) || (tag && !strcmp(tag, YAML_NULL_TAG))) {
 			n->type = T_NULL;
 		} else {
 			n->type = T_STR;
@@ -2269,9 +2366,10 @@ static size_t yaml_pass(struct dec *d, struct ybuild *b, const char *data, size_
 	return resume;
 }
 
-static int decode_yaml(struct dec *d, const char *data, size_t len)
+/* The YAML stream data[0..len), whose first line is line line_base + 1 of the file. */
+static int decode_yaml_stream(struct dec *d, const char *data, size_t len, int line_base)
 {
-	struct ybuild b = {.d = d};
+	struct ybuild b = {.d = d, .line_base = line_base};
 	bool syntax_error = false;
 	size_t counted = 0;
 	for (size_t off = 0; off < len;) {
@@ -2284,6 +2382,11 @@ static int decode_yaml(struct dec *d, const char *data, size_t len)
 	if (syntax_error && d->decoded == 0)
 		return -EINVAL;
 	return d->failed;
+}
+
+static int decode_yaml(struct dec *d, const char *data, size_t len)
+{
+	return decode_yaml_stream(d, data, len, 0);
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -55,6 +55,17 @@ const char *proto_name(enum proto p)
 	return (unsigned)p < ARRAY_SIZE(proto_names) ? proto_names[p] : "?";
 }
 
+const char *ip_family_policy_name(enum ip_family_policy p)
+{
+	static const char *const names[] = {"SingleStack", "PreferDualStack", "RequireDualStack"};
+	return (unsigned)p < ARRAY_SIZE(names) ? names[p] : "?";
+}
+
+const char *ip_family_name(int family)
+{
+	return family == AF_INET ? "IPv4" : family == AF_INET6 ? "IPv6" : "?";
+}
+
 int proto_parse(const char *s)
 {
 	if (!s)
@@ -599,6 +610,11 @@ uint64_t object_hash(const struct object *o)
 		h_u64(&h, s->ncluster_ips);
 		for (size_t i = 0; i < s->ncluster_ips && i < 2; i++)
 			h_ip(&h, &s->cluster_ips[i]);
+		h_u64(&h, s->has_ip_family_policy);
+		h_u64(&h, s->ip_family_policy);
+		h_u64(&h, s->nip_families);
+		for (size_t i = 0; i < s->nip_families && i < 2; i++)
+			h_u64(&h, (uint64_t)s->ip_families[i]);
 		h_selector(&h, &s->selector);
 		h_u64(&h, s->nports);
 		for (size_t i = 0; i < s->nports; i++) {

@@ -123,11 +123,20 @@ struct svc_port {
 	char *target_port_name;	  /* named targetPort or NULL */
 	char *app_protocol;
 };
+/* spec.ipFamilyPolicy; SingleStack when not given (as the API server defaults it). */
+enum ip_family_policy { IPFP_SINGLE_STACK = 0, IPFP_PREFER_DUAL_STACK, IPFP_REQUIRE_DUAL_STACK };
+const char *ip_family_policy_name(enum ip_family_policy p); /* "SingleStack", ... */
+const char *ip_family_name(int family);			    /* "IPv4", "IPv6" */
 struct service_obj {
 	enum svc_type type;
 	bool headless;		/* clusterIP: None */
 	size_t ncluster_ips;
-	struct ipaddr cluster_ips[2];
+	struct ipaddr cluster_ips[2]; /* of different families, primary first */
+	bool has_ip_family_policy;    /* spec.ipFamilyPolicy given */
+	enum ip_family_policy ip_family_policy;
+	size_t nip_families;
+	int ip_families[2];	  /* spec.ipFamilies: AF_INET / AF_INET6, distinct, primary first;
+				   * ip_families[i] is the family of cluster_ips[i] where both exist */
 	struct selector selector; /* spec.selector (matchLabels only); !present = no selector */
 	size_t nports;
 	struct svc_port *ports;

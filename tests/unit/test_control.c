@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h> /* after setjmp.h, stdarg.h, stddef.h, stdint.h */
+#include <json-c/json.h>
 
 #include "control/control.h"
 #include "lib/util.h"
@@ -53,13 +54,16 @@ static ino_t inode(const struct env *e, const char *rel)
 	return st.st_ino;
 }
 
+static const struct controller_cfg *open_cfg; /* env_open's config (NULL: defaults) */
+
 static void env_open(struct env *e)
 {
 	e->s = store_new();
 	e->src = source_dir_open(e->s, e->dir, NULL, NULL);
 	assert_non_null(e->src);
 	assert_int_equal(source_dir_scan(e->src), 0);
-	struct controller_cfg cfg = {.manifest_dir = e->dir};
+	struct controller_cfg cfg = open_cfg ? *open_cfg : (struct controller_cfg){0};
+	cfg.manifest_dir = e->dir;
 	e->c = controller_new(e->s, &cfg);
 	assert_non_null(e->c);
 }
@@ -654,6 +658,140 @@ static void test_svc_ranges(void **state)
 	store_free(s);
 }
 
+/* All ClusterIPs of a Service, "a,b" ("none" if none). */
+static const char *cips_of(const struct env *e, const char *name)
+{
+	static char out[2 * IP_STRLEN + 2];
+	const struct service_obj *v = svc_of(e, name);
+	char b[IP_STRLEN];
+	out[0] = 0;
+	for (size_t i = 0; i < v->ncluster_ips; i++)
+		snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%s", i ? "," : "",
+			 ip_fmt(&v->cluster_ips[i], b));
+	return out[0] ? out : "none";
+}
+
+/* spec.<key> of an overlay file as compact JSON, "" if absent. */
+static const char *spec_json(const struct env *e, const char *rel, const char *key)
+{
+	static char out[256];
+	char *p = xasprintf("%s/%s", e->dir, rel);
+	struct json_object *o = json_object_from_file(p), *spec, *v;
+	free(p);
+	out[0] = 0;
+	if (o && json_object_object_get_ex(o, "spec", &spec) &&
+	    json_object_object_get_ex(spec, key, &v))
+		snprintf(out, sizeof(out), "%s",
+			 json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return out;
+}
+
+static void test_svc_dual_stack(void **state)
+{
+	(void)state;
+	struct controller_cfg cfg = {.nservice_cidrs = 2};
+	assert_int_equal(prefix_parse("10.96.0.0/24", &cfg.service_cidrs[0]), 0);
+	assert_int_equal(prefix_parse("fd00:96::/108", &cfg.service_cidrs[1]), 0);
+	open_cfg = &cfg;
+	struct env e;
+	env_init(&e);
+	assert_true(controller_try_lead(e.c));
+	put(&e, "svc.yaml",
+	    SVC("s1", SPEC80) SVC("s2", "spec:\n  ipFamilyPolicy: PreferDualStack\n" PORT80) SVC(
+		"s3", "spec:\n  ipFamilyPolicy: RequireDualStack\n  ipFamilies: [IPv6]\n" PORT80)
+		SVC("s4", "spec:\n  ipFamilies: [IPv6]\n" PORT80));
+	settle(&e);
+	/* one address per family from that family's CIDR, the primary family first */
+	assert_string_equal(cips_of(&e, "s1"), "10.96.0.2");
+	assert_string_equal(cips_of(&e, "s2"), "10.96.0.3,fd00:96::2");
+	assert_string_equal(cips_of(&e, "s3"), "fd00:96::3,10.96.0.4");
+	assert_string_equal(cips_of(&e, "s4"), "fd00:96::4");
+	assert_null(controller_errors(e.c)[0]);
+	/* the overlay holds clusterIP, clusterIPs, ipFamilies (their families, in order) and
+	 * the policy, as the API server fills them in */
+	const char *f3 = ".twill/service.default.s3.json";
+	assert_string_equal(spec_json(&e, f3, "clusterIP"), "\"fd00:96::3\"");
+	assert_string_equal(spec_json(&e, f3, "clusterIPs"), "[\"fd00:96::3\",\"10.96.0.4\"]");
+	assert_string_equal(spec_json(&e, f3, "ipFamilies"), "[\"IPv6\",\"IPv4\"]");
+	assert_string_equal(spec_json(&e, f3, "ipFamilyPolicy"), "\"RequireDualStack\"");
+	assert_string_equal(spec_json(&e, ".twill/service.default.s1.json", "ipFamilyPolicy"),
+			    "\"SingleStack\"");
+	ino_t i2 = inode(&e, ".twill/service.default.s2.json");
+
+	/* restart: read back, nothing rewritten */
+	env_close(&e);
+	env_open(&e);
+	assert_true(controller_try_lead(e.c));
+	settle(&e);
+	assert_string_equal(cips_of(&e, "s2"), "10.96.0.3,fd00:96::2");
+	assert_string_equal(cips_of(&e, "s3"), "fd00:96::3,10.96.0.4");
+	assert_true(i2 == inode(&e, ".twill/service.default.s2.json"));
+
+	/* s2 back to SingleStack releases its IPv6 address; s1 to PreferDualStack keeps its
+	 * IPv4 address and gains an IPv6 one (declared first, it takes a fresh one before s2
+	 * lets go of its own) */
+	put(&e, "svc.yaml",
+	    SVC("s1", "spec:\n  ipFamilyPolicy: PreferDualStack\n" PORT80) SVC("s2", SPEC80) SVC(
+		"s3", "spec:\n  ipFamilyPolicy: RequireDualStack\n  ipFamilies: [IPv6]\n" PORT80)
+		SVC("s4", "spec:\n  ipFamilies: [IPv6]\n" PORT80));
+	settle(&e);
+	assert_string_equal(cips_of(&e, "s2"), "10.96.0.3");
+	assert_string_equal(cips_of(&e, "s1"), "10.96.0.2,fd00:96::5");
+	put(&e, "more.yaml", SVC("s5", "spec:\n  ipFamilyPolicy: PreferDualStack\n" PORT80));
+	settle(&e);
+	assert_string_equal(cips_of(&e, "s5"), "10.96.0.5,fd00:96::2"); /* s2's old one */
+	assert_string_equal(spec_json(&e, ".twill/service.default.s2.json", "ipFamilies"),
+			    "[\"IPv4\"]");
+	assert_null(controller_errors(e.c)[0]);
+	env_fini(&e);
+
+	/* a single-stack (IPv4) cluster: RequireDualStack and IPv6 are errors for that
+	 * Service only; PreferDualStack quietly stays single-stack */
+	open_cfg = NULL;
+	env_init(&e);
+	assert_true(controller_try_lead(e.c));
+	put(&e, "svc.yaml",
+	    SVC("r1", "spec:\n  ipFamilyPolicy: RequireDualStack\n" PORT80)
+		SVC("r2", "spec:\n  ipFamilyPolicy: PreferDualStack\n" PORT80)
+		    SVC("r3", "spec:\n  ipFamilies: [IPv6]\n" PORT80)
+			SVC("r4", "spec:\n  ipFamilyPolicy: PreferDualStack\n  ipFamilies: [IPv4, "
+				  "IPv6]\n" PORT80)
+			    SVC("r5", "spec:\n  clusterIP: 'fd00::5'\n" PORT80) SVC("r6", SPEC80));
+	settle(&e);
+	assert_string_equal(cips_of(&e, "r1"), "none");
+	assert_non_null(error_of(&e, "r1"));
+	assert_non_null(strstr(error_of(&e, "r1"), "ipFamilyPolicy RequireDualStack: this "
+						   "cluster is not configured for dual-stack"));
+	assert_string_equal(cips_of(&e, "r2"), "10.96.0.2");
+	assert_null(error_of(&e, "r2"));
+	assert_string_equal(cips_of(&e, "r3"), "none");
+	assert_non_null(strstr(error_of(&e, "r3"), "ipFamilies[0] IPv6 is not configured"));
+	assert_string_equal(cips_of(&e, "r4"), "10.96.0.3");
+	assert_null(error_of(&e, "r4"));
+	assert_non_null(strstr(error_of(&e, "r5"), "clusterIP fd00::5: IPv6 is not configured"));
+	assert_string_equal(cips_of(&e, "r6"), "10.96.0.4");
+	/* fixed (and the others gone): the errors go, r1 gets the lowest free address */
+	put(&e, "svc.yaml", SVC("r1", SPEC80));
+	settle(&e);
+	assert_string_equal(cips_of(&e, "r1"), "10.96.0.2");
+	assert_null(controller_errors(e.c)[0]);
+	env_fini(&e);
+
+	/* no service CIDR given, a dual-stack pod network: one default per family */
+	struct controller_cfg pods = {.ncluster_cidrs = 2};
+	assert_int_equal(prefix_parse("10.244.0.0/16", &pods.cluster_cidrs[0]), 0);
+	assert_int_equal(prefix_parse("fd00:244::/56", &pods.cluster_cidrs[1]), 0);
+	open_cfg = &pods;
+	env_init(&e);
+	assert_true(controller_try_lead(e.c));
+	put(&e, "svc.yaml", SVC("d1", "spec:\n  ipFamilyPolicy: PreferDualStack\n" PORT80));
+	settle(&e);
+	assert_string_equal(cips_of(&e, "d1"), "10.96.0.2,fd00:96::2");
+	env_fini(&e);
+	open_cfg = NULL;
+}
+
 #define POOL(name, extra)                                                                          \
 	"---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: " name       \
 	"\n  namespace: metallb-system\nspec:\n" extra
@@ -820,6 +958,7 @@ int main(void)
 	    cmocka_unit_test(test_endpointslices),
 	    cmocka_unit_test(test_svc_cluster_ip_node_port),
 	    cmocka_unit_test(test_svc_ranges),
+	    cmocka_unit_test(test_svc_dual_stack),
 	    cmocka_unit_test(test_svc_load_balancer),
 	    cmocka_unit_test(test_leader_lock),
 	    cmocka_unit_test(test_bad_config),

@@ -826,7 +826,74 @@ static const struct bad_case bad_cases[] = {
      "  aggregationLength: 33\n",
      9, "BGPAdvertisement/default/a", "spec.aggregationLength", "out of range 0-32"},
     {"just a string\n", 5, "", "", "not a Kubernetes object"},
+#define SVC_HEAD "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n"
+    {SVC_HEAD "  ipFamilies: [IPv4, IPv5]\n", 9, "Service/default/s", "spec.ipFamilies[1]",
+     "unknown IP family \"IPv5\" (want IPv4 or IPv6)"},
+    {SVC_HEAD "  ipFamilies: [IPv6, IPv6]\n", 9, "Service/default/s", "spec.ipFamilies[1]",
+     "duplicate IP family IPv6"},
+    {SVC_HEAD "  ipFamilyPolicy: PreferDualStack\n  ipFamilies: [IPv4, IPv6, IPv4]\n", 10,
+     "Service/default/s", "spec.ipFamilies", "at most 2 entries (IPv4 and IPv6), not 3"},
+    {SVC_HEAD "  ipFamilyPolicy: DualStack\n", 9, "Service/default/s", "spec.ipFamilyPolicy",
+     "unknown policy \"DualStack\""},
+    {SVC_HEAD "  ipFamilyPolicy: SingleStack\n  ipFamilies: [IPv4, IPv6]\n", 9, "Service/default/s",
+     "spec.ipFamilyPolicy", "SingleStack, but ipFamilies has two entries"},
+    {SVC_HEAD "  clusterIPs: [10.96.0.5]\n  ipFamilies: [IPv6]\n", 10, "Service/default/s",
+     "spec.ipFamilies", "entry 0 is IPv6 but clusterIPs[0] 10.96.0.5 is IPv4"},
+    {SVC_HEAD "  ipFamilyPolicy: PreferDualStack\n  clusterIPs: [10.96.0.5, 10.96.0.6]\n", 10,
+     "Service/default/s", "spec.clusterIPs", "must be of different families (IPv4)"},
+    {SVC_HEAD "  type: ExternalName\n  externalName: x.example\n  ipFamilies: [IPv4]\n", 11,
+     "Service/default/s", "spec.ipFamilies", "not allowed for type ExternalName"},
+#undef SVC_HEAD
 };
+
+static void test_ip_families(void **state)
+{
+	(void)state;
+	struct objlist l =
+	    good("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n"
+		 "---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec:\n"
+		 "  ipFamilyPolicy: PreferDualStack\n  ipFamilies: [IPv6, IPv4]\n"
+		 "---\napiVersion: v1\nkind: Service\nmetadata: {name: c}\nspec:\n"
+		 "  clusterIPs: [10.96.0.5, 'fd00:96::5']\n"
+		 "---\napiVersion: v1\nkind: Service\nmetadata: {name: d}\nspec:\n"
+		 "  ipFamilyPolicy: RequireDualStack\n  clusterIPs: ['fd00:96::5']\n"
+		 "  ipFamilies: [IPv6]\n"
+		 "---\napiVersion: v1\nkind: Service\nmetadata: {name: e}\nspec:\n"
+		 "  ipFamilyPolicy: SingleStack\n  ipFamilies: [IPv4]\n  ports: [{port: 80}]\n",
+		 5);
+	const struct service_obj *a = &l.v[0]->svc, *b = &l.v[1]->svc, *c = &l.v[2]->svc,
+				 *d = &l.v[3]->svc, *e = &l.v[4]->svc;
+	/* defaults: SingleStack, no families (the controller picks the cluster's primary) */
+	assert_false(a->has_ip_family_policy);
+	assert_int_equal(a->ip_family_policy, IPFP_SINGLE_STACK);
+	assert_int_equal(a->nip_families, 0);
+	assert_true(b->has_ip_family_policy);
+	assert_int_equal(b->ip_family_policy, IPFP_PREFER_DUAL_STACK);
+	assert_int_equal(b->nip_families, 2);
+	assert_int_equal(b->ip_families[0], AF_INET6);
+	assert_int_equal(b->ip_families[1], AF_INET);
+	/* two clusterIPs without a policy: RequireDualStack, as the API server infers it */
+	assert_false(c->has_ip_family_policy);
+	assert_int_equal(c->ip_family_policy, IPFP_REQUIRE_DUAL_STACK);
+	assert_int_equal(c->ncluster_ips, 2);
+	assert_int_equal(d->ip_family_policy, IPFP_REQUIRE_DUAL_STACK);
+	assert_int_equal(d->ip_families[0], AF_INET6);
+	assert_string_equal(ip_family_policy_name(d->ip_family_policy), "RequireDualStack");
+	assert_string_equal(ip_family_name(d->ip_families[0]), "IPv6");
+	/* an explicit SingleStack is content: it changes the hash */
+	assert_true(e->has_ip_family_policy);
+	assert_int_equal(e->nip_families, 1);
+	objlist_free(&l);
+	struct object *x = one("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {}\n");
+	struct object *y = one("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n"
+			       "  ipFamilyPolicy: SingleStack\n");
+	struct object *z = one("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n"
+			       "  ipFamilyPolicy: PreferDualStack\n");
+	assert_true(x->hash != y->hash && y->hash != z->hash && x->hash != z->hash);
+	object_free(x);
+	object_free(y);
+	object_free(z);
+}
 
 static void test_bad_inputs(void **state)
 {
@@ -1217,6 +1284,7 @@ int main(void)
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_anchors_merge),
 	    cmocka_unit_test(test_bad_inputs),
+	    cmocka_unit_test(test_ip_families),
 	    cmocka_unit_test(test_bgp_kinds),
 	    cmocka_unit_test(test_several_errors_one_doc),
 	    cmocka_unit_test(test_syntax_errors),
