@@ -48,7 +48,7 @@ struct svc_backend {
 	bool ready, serving, terminating;
 	bool local;	 /* on this node */
 	uint16_t weight; /* 1..SVC_WEIGHT_MAX (SVC_ANN_WEIGHTS) */
-	char *node;	 /* nodeName or NULL */
+	char *node;	 /* nodeName or NULL; interned (kept once per process): never free it */
 };
 
 struct svc_entry {
