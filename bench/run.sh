@@ -10,6 +10,8 @@
 #   3. Service dataplanes (bench/svc_bench.py): nftables vs iptables writer, SVC_SIZES Services
 #      x 10 endpoints, full sync, one endpoint change, peak RSS, connect latency; each twill
 #      run bounded by SVC_TIMEOUT seconds (a size that does not finish is reported as timeout).
+#   4. BGP receivers (bench/bgp_bench.py): twill, BIRD 2 and FRR each take 10,000 and 100,000
+#      routes from a feeder into their kernel: install and withdraw time, CPU, RSS.
 #
 # Environment: TWILL (default build/twill), PODS (200), LAB_RUNS (5), SVC_SIZES (10,1000,10000),
 # SVC_IPT_MAX (2000: iptables is skipped above it; at 10,000 it does not finish in minutes),
@@ -94,6 +96,13 @@ if ! timeout -k 10 400 $PY bench/svc_bench.py --sizes "$SVC_SIZES" --latency-siz
     status=1
 fi
 [ -s "$OUT/svc.json" ] || { echo "bench: svc_bench failed" >&2; status=1; }
+
+echo
+echo "== BGP receivers into the kernel FIB: twill, BIRD 2, FRR; 10,000 and 100,000 routes"
+if ! timeout -k 10 600 $PY bench/bgp_bench.py --sizes 10000,100000 --repeat 3 --twill "$TWILL" \
+    --json "$OUT/bgp.json" 2>&1 | tee "$OUT/bgp.txt"; then
+    status=1
+fi
 
 echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, at end)" >> "$OUT/machine.txt"
 
