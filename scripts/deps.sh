@@ -3,7 +3,7 @@
 # Idempotent and quiet when nothing is missing; run as root on Debian 12.
 #   scripts/deps.sh          build + test + lab packages (make check, make demo)
 #   scripts/deps.sh fuzz     also the fuzzing toolchain (make fuzz)
-#   scripts/deps.sh vm       also qemu, busybox and kmod for the test VM (make vmcheck)
+#   scripts/deps.sh vm       also qemu, busybox, kmod and ipvsadm (copied into the test VM; make vmcheck)
 set -eu
 # build: compiler, pkg-config and the libraries twill links (see README "Dependencies")
 PKGS="build-essential pkg-config libmnl-dev libjson-c-dev libyaml-dev libnftnl-dev libssl-dev"
@@ -17,7 +17,7 @@ if [ "${1:-}" = fuzz ]; then
     PKGS="$PKGS clang libclang-rt-14-dev"
 fi
 if [ "${1:-}" = vm ]; then
-    PKGS="$PKGS qemu-system-x86 busybox-static kmod"
+    PKGS="$PKGS qemu-system-x86 busybox-static kmod ipvsadm"
 fi
 missing=""
 for p in $PKGS; do

@@ -36,13 +36,13 @@ META_PKG = "linux-image-cloud-amd64"
 # The Debian packages whose files (and dependencies' files) go into the VM.
 USER_PKGS = ("python3 python3-pytest python3-pytest-timeout iproute2 nftables iptables "
              "iputils-ping curl procps kmod busybox-static coreutils dash bash grep sed "
-             "util-linux findutils").split()
+             "util-linux findutils ipvsadm").split()
 SKIP_FILES = re.compile(r"^/usr/share/(doc|man|locale|info|lintian|bug|bash-completion)/")
 # Module folders taken whole (their dependencies are added from modules.dep).
 MODULE_DIRS = ("kernel/net/", "kernel/lib/", "kernel/crypto/", "kernel/arch/",
                "kernel/drivers/net/wireguard/")
 MODULE_FILES = re.compile(r"^kernel/drivers/net/[^/]+\.ko$")
-PROJECT_DIRS = ("tests", "examples", "scripts")
+PROJECT_DIRS = ("tests", "examples", "scripts", "bench")
 RESULT_RE = re.compile(r"^(\S+::\S+)\s+(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b")
 EXIT_MARK = "TWILL-VM-EXIT"
 

@@ -188,6 +188,12 @@ def test_kernel_state(ipvs_lab):
         nft = lb.exec(node, "nft", "list", "table", "ip", "twill-ipvs").stdout
         assert re.search(r"10\.96\.0\.10 \. tcp \. 80", nft), nft
         assert "masquerade" in nft and "@cluster-ips" in nft, nft
+    # ipvsadm, IPVS's own tool, shows the same virtual services and real servers
+    adm = lb.exec("ctr", "ipvsadm", "-Ln").stdout
+    assert re.search(r"^TCP  10\.96\.0\.10:80 rr\s*$", adm, re.M), adm
+    for ip in ips:
+        assert re.search(rf"^  -> {re.escape(ip)}:\d+\s+Masq\s+1\s", adm, re.M), adm
+    assert re.search(r"^TCP  10\.96\.0\.12:80 rr persistent 60", adm, re.M), adm
     # twill svc list: IPVS's own view
     listing = svc_list(lb, "ctr")
     assert listing["dataplane"] == "ipvs"
