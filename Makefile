@@ -101,10 +101,15 @@ fuzz:
 # Debian's cloud kernel under qemu (scripts/vm/vm.py; VMTESTS are pytest's arguments there).
 VMTESTS    ?= tests/vm
 VM_TIMEOUT ?= 900
-.PHONY: vmcheck vmshell
+.PHONY: vmcheck vmshell vmbench
 vmcheck: $(B)/twill
 	@sh scripts/deps.sh vm
 	/usr/bin/python3 scripts/vm/vm.py --build $(B) --timeout $(VM_TIMEOUT) test $(VMTESTS)
+
+# The Service dataplanes (IPVS, nftables, iptables) benchmarked in the VM (~20 min under TCG).
+vmbench: $(B)/twill
+	@sh scripts/deps.sh vm
+	/usr/bin/python3 scripts/vm/vm.py --build $(B) --timeout 1800 test bench/vm_bench_test.py -s
 
 vmshell: $(B)/twill
 	@sh scripts/deps.sh vm
