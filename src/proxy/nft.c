@@ -46,6 +46,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "proxy/conntrack.h"
+#include "nft/nftb.h"
 #include "proxy/nft.h"
 
 #define SUB "nft"
@@ -1080,27 +1081,6 @@ static void x_cmp(struct nftnl_rule *r, uint32_t op, const void *data, uint32_t 
 	nftnl_rule_add_expr(r, e);
 }
 
-static void x_bitwise(struct nftnl_rule *r, uint32_t mask, uint32_t xor)
-{
-	struct nftnl_expr *e = nftnl_expr_alloc("bitwise");
-	nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, 4);
-	nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, &mask, 4);
-	nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, &xor, 4);
-	nftnl_rule_add_expr(r, e);
-}
-
-static void x_verdict(struct nftnl_rule *r, int verdict, const char *chain)
-{
-	struct nftnl_expr *e = nftnl_expr_alloc("immediate");
-	nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, (uint32_t)verdict);
-	if (chain)
-		nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, chain);
-	nftnl_rule_add_expr(r, e);
-}
-
 static void x_imm(struct nftnl_rule *r, uint32_t dreg, const void *data, uint32_t len)
 {
 	struct nftnl_expr *e = nftnl_expr_alloc("immediate");
@@ -1187,7 +1167,7 @@ static void base_objects(struct batch *bt)
 	struct nftnl_rule *r;
 	for (int i = 0; i < 2; i++) {
 		r = rule_new(bt, i ? "nat-output" : "nat-prerouting");
-		x_verdict(r, NFT_JUMP, "services");
+		nftb_verdict(r, NFT_JUMP, "services");
 		rule_commit(bt, r);
 	}
 	rule_service_lookup(bt, "services", map_names[MAP_SERVICES]);
@@ -1198,7 +1178,7 @@ static void base_objects(struct batch *bt)
 	uint32_t zero = 0;
 	r = rule_new(bt, "nat-postrouting");
 	x_meta(r, NFT_META_MARK, NFT_REG_1);
-	x_bitwise(r, w->mark, 0);
+	nftb_bitwise(r, w->mark, 0);
 	x_cmp(r, NFT_CMP_NEQ, &zero, 4);
 	x_masq(r);
 	rule_commit(bt, r);
@@ -1209,7 +1189,7 @@ static void base_objects(struct batch *bt)
 	nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_STATUS);
 	nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
 	nftnl_rule_add_expr(r, e);
-	x_bitwise(r, IPS_DST_NAT, 0);
+	nftb_bitwise(r, IPS_DST_NAT, 0);
 	x_cmp(r, NFT_CMP_NEQ, &zero, 4);
 	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, f->saddr, f->alen, NFT_REG32_00);
 	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, f->daddr, f->alen, R32(f->aw));
@@ -1219,7 +1199,7 @@ static void base_objects(struct batch *bt)
 	/* meta mark set meta mark | M */
 	r = rule_new(bt, "mark-for-masquerade");
 	x_meta(r, NFT_META_MARK, NFT_REG_1);
-	x_bitwise(r, ~w->mark, w->mark);
+	nftb_bitwise(r, ~w->mark, w->mark);
 	x_meta_set(r, NFT_META_MARK, NFT_REG_1);
 	rule_commit(bt, r);
 	/* TCP: reset; others: ICMP (ICMPv6) port unreachable */
@@ -1339,10 +1319,10 @@ static void chain_rules(struct batch *bt, const char *name, const struct dchain 
 	struct nftnl_rule *r;
 	if (c->kind == CK_EXT) {
 		r = rule_new(bt, name);
-		x_verdict(r, NFT_JUMP, "mark-for-masquerade");
+		nftb_verdict(r, NFT_JUMP, "mark-for-masquerade");
 		rule_commit(bt, r);
 		r = rule_new(bt, name);
-		x_verdict(r, NFT_GOTO, c->target);
+		nftb_verdict(r, NFT_GOTO, c->target);
 		rule_commit(bt, r);
 		return;
 	}
