@@ -6,7 +6,8 @@
 #      with the leases on a tmpfs (/dev/shm) and in twill's default state directory
 #      (/run/twill; its file system is reported, on some machines /run is not a tmpfs).
 #   2. Lab bring-up (bench/lab_up.sh): `twill lab up -f examples/webpod.yaml` until every pod
-#      answers, LAB_RUNS runs, median; the lab is named twbench<pid>, never "twill".
+#      answers, LAB_RUNS runs, median; the lab is named twbench<pid>, never "twill".  Then
+#      `--routing bgp` with twill, BIRD 2 and FRR as the router: time to full reachability.
 #   3. Service dataplanes (bench/svc_bench.py): nftables vs iptables writer, SVC_SIZES Services
 #      x 10 endpoints, full sync, one endpoint change, peak RSS, connect latency; each twill
 #      run bounded by SVC_TIMEOUT seconds (a size that does not finish is reported as timeout).
@@ -86,6 +87,14 @@ if ! timeout -k 10 120 sh bench/lab_up.sh "$LAB_RUNS" mixed 2>&1 | tee "$OUT/lab
     status=1
 fi
 grep -q '^lab up .*median' "$OUT/lab_up.txt" || { echo "bench: lab_up failed" >&2; status=1; }
+# --routing bgp: pods on other nodes are reachable only once the router learned the podCIDRs;
+# the same lab with twill, BIRD 2 and FRR as the router's speaker.
+for router in twill bird frr; do
+    if ! timeout -k 10 120 sh bench/lab_up.sh "$LAB_RUNS" bgp $router 2>&1 |
+        tee -a "$OUT/lab_up_bgp.txt"; then
+        status=1
+    fi
+done
 
 echo
 echo "== Service dataplanes, $SVC_SIZES Services x 10 endpoints"
@@ -143,5 +152,12 @@ if m:
           " (target < 3 s: %s)" % (ms, m.group(2), "met" if ms < 3000 else "NOT met"))
 else:
     print("\nlab up: FAILED")
+lab = out / "lab_up_bgp.txt"
+for line in (lab.read_text().splitlines() if lab.exists() else []):
+    m = re.search(r"router (\w+),.*full pod reachability \(probe --from-nodes\) median ([0-9.]+) ms",
+                  line)
+    if m:
+        print("lab up --routing bgp --router %s until all 28 pod/node pairs answer: median %s ms"
+              % (m.group(1), m.group(2)))
 EOF
 exit $status
