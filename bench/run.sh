@@ -13,6 +13,9 @@
 #      run bounded by SVC_TIMEOUT seconds (a size that does not finish is reported as timeout).
 #   4. BGP receivers (bench/bgp_bench.py): twill, BIRD 2 and FRR each take 10,000 and 100,000
 #      routes from a feeder into their kernel: install and withdraw time, CPU, RSS.
+#   5. BGP speakers (bench/bgp_prop_bench.py): twill, BIRD 2, FRR: ingest of 1,000,000 routes,
+#      FIB install of 100,000, propagation of 100,000 to a second peer, failure detection with
+#      and without BFD (not FRR).
 #
 # Environment: TWILL (default build/twill), PODS (200), LAB_RUNS (5), SVC_SIZES (10,1000,10000),
 # SVC_IPT_MAX (2000: iptables is skipped above it; at 10,000 it does not finish in minutes),
@@ -110,6 +113,13 @@ echo
 echo "== BGP receivers into the kernel FIB: twill, BIRD 2, FRR; 10,000 and 100,000 routes"
 if ! timeout -k 10 600 $PY bench/bgp_bench.py --sizes 10000,100000 --repeat 3 --twill "$TWILL" \
     --json "$OUT/bgp.json" 2>&1 | tee "$OUT/bgp.txt"; then
+    status=1
+fi
+
+echo
+echo "== BGP speakers: ingest 1,000,000, FIB 100,000, propagation 100,000, failure (bgp_prop_bench.py)"
+if ! timeout -k 10 900 $PY bench/bgp_prop_bench.py --repeat 3 --twill "$TWILL" \
+    --json "$OUT/bgp_prop.json" 2>&1 | tee "$OUT/bgp_prop.txt"; then
     status=1
 fi
 

@@ -4,7 +4,8 @@
 Command (root; after `make`):
     /usr/bin/python3 bench/svc_bench.py [--sizes 10,1000,10000] [--endpoints 10]
         [--twill build/twill] [--timeout 300] [--latency-sizes 10,10000] [--connects 500]
-        [--dataplanes nft,ipt] [--ipt-max-services N] [--json out.json]
+        [--dataplanes nft,ipt] [--ipt-max-services N] [--agent-sizes 10000]
+        [--resyncs 3] [--json out.json]
 
 For every size N (Services) the benchmark writes N Services x E endpoints into a temporary
 manifest directory: services.yaml (one multi-document YAML file, every Service with an
@@ -33,8 +34,16 @@ namespace "tsvb<pid>-node" (created for it, deleted after it):
   restart      nft: the command once more, a new process that re-reads every manifest,
                dumps the table and finds nothing to change (the reconcile of an agent
                restart; nothing is flushed).
-  peak RSS     ru_maxrss from wait4() of that process; for iptables it includes its children
-               (iptables-save and iptables-restore: Linux folds waited-for children in).
+  peak RSS     nft: twill's own VmHWM (`peakRssKb` in its stats); ru_maxrss from wait4() is
+               kept in the JSON but is not the process's own: at exec the kernel keeps the
+               forked Python child's high-water mark (~15 MB).  iptables: ru_maxrss (it
+               includes iptables-save and iptables-restore: Linux folds waited-for children in).
+  agent        (--agent-sizes, default 10000) the whole `twill agent --proxy nftables` (store,
+               controller, planner, writer, status files) on a copy of the manifests plus a
+               Node, in a fresh node namespace: full sync from exec to its "nftables: full
+               sync" log line (log clock), one change to its "incremental sync" line, then
+               --resyncs SIGHUP rescans (manifests and kernel) with VmRSS after each (a
+               leak would grow it), and peak RSS (ru_maxrss of the agent from wait4()).
   counts       nft: rules, chains and map/set elements in `nft -j list table ip twill`;
                iptables: lines of `iptables-save` and its -A rules.
 
@@ -424,6 +433,139 @@ def bench_one(tw, dp, n, e, mdir, chg, lat, args):
         cleanup_netns()
 
 
+NODE_DOC = ("apiVersion: v1\nkind: Node\nmetadata: {name: node}\n"
+            "status:\n  addresses: [{type: InternalIP, address: %s}]\n" % NODE_IP)
+LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z ")
+
+
+def log_ts(line):
+    m = LOG_TS.match(line)
+    if not m:
+        return None
+    import datetime
+    dt = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f")
+    return dt.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def proc_kb(pid, key):
+    try:
+        for line in open("/proc/%d/status" % pid):
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def bench_agent(tw, n, e, src, chg, lat, args):
+    """The whole agent (store, controller, planner, nftables writer, status files), as a
+    node runs it: full sync, one change, --resyncs SIGHUP rescans (manifests and kernel),
+    peak RSS (ru_maxrss) and the RSS after each rescan (growth would be a leak)."""
+    make_node(False)
+    work = Path(tempfile.mkdtemp(prefix="tsvb-agent-"))
+    mdir, sdir = work / "m", work / "s"
+    shutil.copytree(src, mdir)
+    sdir.mkdir()
+    write(mdir / "node.yaml", NODE_DOC)
+    log = sdir / "agent.log"
+    cmd = [tw, "agent", "--node", "node", "--manifests", str(mdir), "--state-dir", str(sdir),
+           "--routing", "host-gw", "--policy", "off", "--proxy", "nftables",
+           "--cluster-cidr", "10.244.0.0/16", "--log-level", "debug", "--log-file", str(log)]
+    res = {"dataplane": "agent", "services": n, "endpoints_per_service": e}
+    nspath = "/run/netns/" + NODE
+    t0 = time.time()
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True,
+                         preexec_fn=lambda: setns(nspath))
+    RUNNING.append(p.pid)
+    pos = [0]
+    deadline = time.monotonic() + args.timeout
+    done = {}  # status and rusage once reaped (wait4, so ru_maxrss is the agent's)
+
+    def exited():
+        if not done:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                done.update(rc=os.waitstatus_to_exitcode(status), ru=ru)
+        return bool(done)
+
+    def wait_line(pattern):
+        rx = re.compile(pattern)
+        while time.monotonic() < deadline and not exited():
+            try:
+                with open(log, "rb") as f:
+                    f.seek(pos[0])
+                    data = f.read()
+            except FileNotFoundError:
+                data = b""
+            for raw in data.split(b"\n")[:-1]:
+                pos[0] += len(raw) + 1
+                line = raw.decode(errors="replace")
+                if rx.search(line):
+                    return log_ts(line)
+            time.sleep(0.01)
+        return None
+
+    def quiet(seconds=1.0, cap=60):
+        end, last, since = time.monotonic() + cap, None, time.monotonic()
+        while time.monotonic() < min(end, deadline) and not exited():
+            try:
+                st = open("/proc/%d/stat" % p.pid).read().rsplit(")", 1)[1].split()
+                now = (log.stat().st_size if log.exists() else 0, st[11], st[12])
+            except OSError:
+                return
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= seconds:
+                return
+            time.sleep(0.05)
+
+    try:
+        t = wait_line(r" nftables: full sync")
+        if t is None:
+            res["full"] = {"timeout": not exited(), "rc": done.get("rc")}
+            return res
+        res["full"] = {"wall_ms": (t - t0) * 1e3}
+        quiet()
+        res["rss_settled_kb"] = proc_kb(p.pid, "VmRSS")
+        res["hwm_settled_kb"] = proc_kb(p.pid, "VmHWM")
+        pos[0] = log.stat().st_size
+        t1 = time.time()
+        change_one(mdir, chg, lat, e)
+        t = wait_line(r" nftables: incremental sync")
+        res["change"] = {"wall_ms": (t - t1) * 1e3} if t else {"timeout": True}
+        quiet()
+        res["rss_after_resync_kb"] = []
+        for _ in range(args.resyncs):
+            pos[0] = log.stat().st_size
+            os.kill(p.pid, signal.SIGHUP)
+            wait_line(r" nftables: full sync")
+            quiet()
+            res["rss_after_resync_kb"].append(proc_kb(p.pid, "VmRSS"))
+        res["hwm_kb"] = proc_kb(p.pid, "VmHWM")
+        return res
+    finally:
+        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+            if exited():
+                break
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            end = time.monotonic() + wait
+            while not exited() and time.monotonic() < end:
+                time.sleep(0.05)
+        RUNNING.remove(p.pid)
+        p.returncode = done.get("rc")  # reaped by wait4 above, not by Popen
+        # ru_maxrss also holds the forked Python child's RSS from before the exec (the kernel
+        # keeps the old mm's high-water mark at exec): the agent's own peak is its VmHWM
+        res["ru_maxrss_kb"] = done["ru"].ru_maxrss if done else None
+        res["maxrss_kb"] = res.get("hwm_kb")
+        res["errors"] = [x[:200] for x in open(log, errors="replace") if " error " in x[:40]][:5]
+        cleanup_netns()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def fmt_ms(x):
     return "-" if x is None else ("%.1f" % x if x >= 10 else "%.2f" % x)
 
@@ -437,8 +579,19 @@ def summarize(all_res, front):
         fw = "TIMEOUT" if f.get("timeout") else ("FAIL" if f.get("rc") else fmt_ms(f.get("wall_ms")))
         cw = "TIMEOUT" if c.get("timeout") else ("FAIL" if c.get("rc") else fmt_ms(c.get("wall_ms")))
         rss = max(f.get("maxrss_kb") or 0, c.get("maxrss_kb") or 0) / 1024
+        # twill's own VmHWM when it reports it (ru_maxrss includes the forked Python
+        # child's RSS from before the exec, a floor of ~15 MB)
+        own = [(x.get("stats") or {}).get("peakRssKb") for x in (f, c)]
+        if any(own):
+            rss = max(x or 0 for x in own) / 1024
         cnt = r.get("counts", {})
-        if r["dataplane"] == "nft":
+        if r["dataplane"] == "agent":
+            rss = (r.get("maxrss_kb") or 0) / 1024
+            objs = ("whole agent: RSS settled %s MB, after %d resyncs %s MB" % (
+                "%.1f" % (r["rss_settled_kb"] / 1024) if r.get("rss_settled_kb") else "-",
+                len(r.get("rss_after_resync_kb") or []),
+                ", ".join("%.1f" % (x / 1024) for x in r.get("rss_after_resync_kb") or [] if x)))
+        elif r["dataplane"] == "nft":
             st = (c.get("stats") or {})
             fs = (f.get("stats") or {})
             rs = r.get("restart", {})
@@ -473,8 +626,13 @@ def main():
     ap.add_argument("--dataplanes", default="nft,ipt")
     ap.add_argument("--ipt-max-services", type=int, default=0,
                     help="skip the iptables dataplane above this many Services (0: never)")
+    ap.add_argument("--agent-sizes", default="10000",
+                    help="sizes (of --sizes) at which the whole agent is measured too")
+    ap.add_argument("--resyncs", type=int, default=3,
+                    help="SIGHUP rescans of the agent run (RSS after each)")
     ap.add_argument("--json")
     args = ap.parse_args()
+    agent_sizes = {int(x) for x in args.agent_sizes.split(",") if x}
     sizes = [int(x) for x in args.sizes.split(",") if x]
     args.latency_sizes = {int(x) for x in args.latency_sizes.split(",") if x}
     dps = [x for x in args.dataplanes.split(",") if x]
@@ -528,6 +686,11 @@ def main():
                           (n, args.ipt_max_services), flush=True)
                     continue
                 res = bench_one(tw, dp, n, args.endpoints, mdir, chg, lat, args)
+                res["manifest_mb"] = mb
+                all_res.append(res)
+                print(json.dumps(res), flush=True)
+            if n in agent_sizes:
+                res = bench_agent(tw, n, args.endpoints, mdir, chg, lat, args)
                 res["manifest_mb"] = mb
                 all_res.append(res)
                 print(json.dumps(res), flush=True)

@@ -95,6 +95,7 @@ struct agent_opts {
 	enum route_encrypt encrypt;
 	/* --ipvs-scheduler (--proxy ipvs), NULL: rr */
 	const char *ipvs_scheduler;
+	unsigned resync_s; /* --sync-period: seconds between resyncs, 0: none */
 	bool policy; /* NetworkPolicy enforcement (--policy on|off) */
 	const char *lab;
 	enum log_level level;
@@ -134,7 +135,8 @@ struct agent {
 	bool services_dirty;
 	bool proxy_synced; /* a sync succeeded since start */
 	monotime_t services_next_write;
-	char *services_json_last, *services_json_path;
+	uint64_t services_json_hash; /* of what was last written (0: unknown) */
+	char *services_json_path;
 	/* NetworkPolicy: planner (rebuilt from the store) -> nftables writer */
 	struct pol_writer *pw;
 	bool policy_dirty;
@@ -178,6 +180,8 @@ static void usage(FILE *f)
 		"                          none leaves Services to another proxy)\n"
 		"  --ipvs-scheduler NAME   --proxy ipvs: rr | wrr | lc | wlc | dh | sh | sed | nq\n"
 		"                          ... (default rr, as kube-proxy)\n"
+		"  --sync-period SECONDS   full resync of routes, Services and policy with the\n"
+		"                          kernel (default 30; 0: only at start and on SIGHUP)\n"
 		"  --encrypt none|wireguard  pod traffic between nodes through WireGuard\n"
 		"                          (twill.wg, UDP 51820; default none)\n"
 		"  --policy on|off         enforce NetworkPolicy with nftables (default on;\n"
@@ -240,6 +244,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 		O_PROXY,
 		O_ENCRYPT,
 		O_IPVS_SCHED,
+		O_SYNC_PERIOD,
 		O_POLICY,
 		O_LAB,
 		O_LEVEL,
@@ -260,6 +265,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 	    {"proxy", required_argument, NULL, O_PROXY},
 	    {"encrypt", required_argument, NULL, O_ENCRYPT},
 	    {"ipvs-scheduler", required_argument, NULL, O_IPVS_SCHED},
+	    {"sync-period", required_argument, NULL, O_SYNC_PERIOD},
 	    {"policy", required_argument, NULL, O_POLICY},
 	    {"lab", required_argument, NULL, O_LAB},
 	    {"log-level", required_argument, NULL, O_LEVEL},
@@ -276,6 +282,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 	o->level = LOG_INFO;
 	o->proxy = PROXY_NFTABLES;
 	o->policy = true;
+	o->resync_s = RESYNC_MS / 1000;
 	bool level_given = false;
 	unsigned long v;
 	int c;
@@ -391,6 +398,16 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 				return 2;
 			}
 			o->ipvs_scheduler = optarg;
+			break;
+		case O_SYNC_PERIOD:
+			if (parse_uint(optarg, 0, 86400, &v) < 0) {
+				fprintf(stderr,
+					"twill agent: --sync-period must be 0..86400 seconds, not "
+					"'%s'\n",
+					optarg);
+				return 2;
+			}
+			o->resync_s = (unsigned)v;
 			break;
 		case O_POLICY:
 			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
@@ -768,11 +785,18 @@ static void update_node_addrs(struct agent *ag)
 
 static void write_services_json(struct agent *ag)
 {
-	char *s = svc_services_json(ag->sp, ag->o.node, proxy_mode_name(ag->o.proxy));
-	int r = write_if_changed(ag->services_json_path, &ag->services_json_last, s);
+	/* streamed: O(endpoints) bytes, never held in memory whole */
+	struct file_stream fs;
+	int r;
+	FILE *f = file_stream_open(&fs, ag->services_json_path);
+	if (f) {
+		svc_services_json_write(f, ag->sp, ag->o.node, proxy_mode_name(ag->o.proxy));
+		r = file_stream_commit(&fs, ag->services_json_path, &ag->services_json_hash);
+	} else {
+		r = fs.err;
+	}
 	if (r < 0)
 		log_error(SUB, "writing %s: %s", ag->services_json_path, strerror(-r));
-	free(s);
 }
 
 static void proxy_backoff(struct agent *ag, monotime_t now)
@@ -1054,7 +1078,6 @@ static void agent_free(struct agent *ag)
 	free(ag->status_json_last);
 	free(ag->node_json_path);
 	free(ag->status_json_path);
-	free(ag->services_json_last);
 	free(ag->services_json_path);
 }
 
@@ -1254,7 +1277,7 @@ int agent_main(int argc, char **argv)
 	bool was_leader = controller_is_leader(ag->ctl);
 	if (was_leader)
 		log_info(SUB, "this agent leads the controller");
-	monotime_t next_resync = monotime_now() + MONO_MS(RESYNC_MS);
+	monotime_t next_resync = monotime_now() + MONO_MS(ag->o.resync_s * 1000ULL);
 	run_syncs(ag);
 
 	for (;;) {
@@ -1314,8 +1337,8 @@ int agent_main(int argc, char **argv)
 					ag->status_dirty = true;
 				}
 				monotime_t now = monotime_now();
-				if (now >= next_resync) {
-					next_resync = now + MONO_MS(RESYNC_MS);
+				if (ag->o.resync_s && now >= next_resync) {
+					next_resync = now + MONO_MS(ag->o.resync_s * 1000ULL);
 					route_planner_request_resync(ag->rp);
 					if (ag->nw)
 						nft_writer_request_resync(ag->nw);

@@ -24,6 +24,8 @@
 #define ANN_AS_CALICO "projectcalico.org/ASNumber"
 #define ANN_RR "twill.io/route-reflector-cluster-id"
 #define ANN_RR_CALICO "projectcalico.org/RouteReflectorClusterID"
+#define ANN_BFD "twill.io/bfd" /* on a BGPPeer: "true" runs BFD with its peers */
+#define MAX_ONLY_TO 16	       /* peers a BGPAdvertisement's `peers` can name on one node */
 
 /* one announcement */
 struct orig {
@@ -32,6 +34,8 @@ struct orig {
 	size_t ncomm, nlcomm;
 	uint32_t comm[32];
 	uint32_t lcomm[3 * 16];
+	size_t nonly_to; /* BGPAdvertisement peers: only to these peers (0: every peer) */
+	struct ipaddr only_to[MAX_ONLY_TO];
 };
 
 struct origset {
@@ -86,6 +90,9 @@ static void add_error(struct agent_bgp *ab, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	for (size_t i = 0; i < ab->nerrors; i++)
+		if (!strcmp(ab->errors[i], buf))
+			return; /* the same problem met again (one per LoadBalancer address) */
 	ab->errors = xrealloc(ab->errors, (ab->nerrors + 1) * sizeof(*ab->errors));
 	ab->errors[ab->nerrors++] = xstrdup(buf);
 }
@@ -308,6 +315,90 @@ static void peer_of_node(struct agent_bgp *ab, const struct plan_ctx *c, const s
 	peer_push(out, &p);
 }
 
+/* The Secret a BGPPeer's password.secretKeyRef names: by name in any namespace (Calico
+ * reads it from its own), which must be unique.  NULL with the reason in err. */
+static const char *secret_value(struct agent_bgp *ab, const char *name, const char *key,
+				char *err, size_t errlen)
+{
+	struct objvec v = {0};
+	objvec_load(&v, ab->st, KIND_SECRET);
+	const struct object *found = NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < v.n; i++)
+		if (!strcmp(v.v[i]->meta.name, name) && n++ == 0)
+			found = v.v[i];
+	free(v.v);
+	if (!found) {
+		snprintf(err, errlen, "Secret %s not found", name);
+		return NULL;
+	}
+	if (n > 1) {
+		snprintf(err, errlen, "a Secret named %s exists in %zu namespaces", name, n);
+		return NULL;
+	}
+	const char *val = labels_get(&found->secret.data, key);
+	if (!val)
+		snprintf(err, errlen, "Secret %s/%s (%s:%d) has no key %s",
+			 found->meta.ns ? found->meta.ns : "", name,
+			 found->meta.file ? found->meta.file : "?", found->meta.line, key);
+	return val;
+}
+
+/* What a BGPPeer sets on each of its sessions, whatever the peers are: password (plain or
+ * from a Secret), ttlSecurity, maxRestartTime, keepOriginalNextHop, BFD (annotation
+ * twill.io/bfd).  -1 after add_error: the BGPPeer is skipped, the others go on. */
+static int peer_template(struct agent_bgp *ab, const struct object *o, struct bgp_peer_cfg *p)
+{
+	const struct bgppeer_obj *bp = &o->bgppeer;
+	const char *where = o->meta.file ? o->meta.file : "?";
+	memset(p, 0, sizeof(*p));
+	const char *pw = bp->password;
+	char err[256];
+	if (bp->password_secret) {
+		pw = secret_value(ab, bp->password_secret, bp->password_key, err, sizeof(err));
+		if (!pw) {
+			add_error(ab, "BGPPeer %s (%s:%d): password.secretKeyRef: %s", o->meta.name,
+				  where, o->meta.line, err);
+			return -1;
+		}
+	}
+	if (pw && strlen(pw) >= sizeof(p->password)) {
+		add_error(ab, "BGPPeer %s (%s:%d): password: at most %zu characters (TCP MD5)",
+			  o->meta.name, where, o->meta.line, sizeof(p->password) - 1);
+		return -1;
+	}
+	snprintf(p->password, sizeof(p->password), "%s", pw ? pw : "");
+	if (bp->max_restart_time > 4095) {
+		add_error(ab,
+			  "BGPPeer %s (%s:%d): maxRestartTime: %u s is more than the 4095 s the "
+			  "graceful restart capability can carry",
+			  o->meta.name, where, o->meta.line, bp->max_restart_time);
+		return -1;
+	}
+	p->restart_time = (uint16_t)bp->max_restart_time;
+	p->ttl_security = bp->ttl_security;
+	p->next_hop_keep = bp->keep_original_next_hop;
+	const char *bfd = meta_get(o, ANN_BFD);
+	if (bfd && strcmp(bfd, "true") && strcmp(bfd, "false")) {
+		add_error(ab,
+			  "BGPPeer %s (%s:%d): annotation %s: '%s' is not \"true\" or \"false\"",
+			  o->meta.name, where, o->meta.line, ANN_BFD, bfd);
+		return -1;
+	}
+	p->bfd = bfd && !strcmp(bfd, "true");
+	return 0;
+}
+
+/* The BGPPeer's settings onto a session planned for one of the nodes it selects. */
+static void peer_apply_template(struct bgp_peer_cfg *p, const struct bgp_peer_cfg *t)
+{
+	memcpy(p->password, t->password, sizeof(p->password));
+	p->ttl_security = t->ttl_security;
+	p->restart_time = t->restart_time;
+	p->next_hop_keep = t->next_hop_keep;
+	p->bfd = t->bfd;
+}
+
 static void plan_bgppeers(struct agent_bgp *ab, const struct plan_ctx *c, struct peerset *out)
 {
 	struct objvec v = {0};
@@ -327,37 +418,26 @@ static void plan_bgppeers(struct agent_bgp *ab, const struct plan_ctx *c, struct
 			if (m <= 0)
 				continue;
 		}
-		if (bp->password_secret) {
-			add_error(
-			    ab,
-			    "BGPPeer %s: password.secretKeyRef is not supported here (give the "
-			    "password as a plain string)",
-			    o->meta.name);
+		struct bgp_peer_cfg tmpl;
+		if (peer_template(ab, o, &tmpl) < 0)
 			continue;
-		}
-		if (bp->password && strlen(bp->password) > 80) {
-			add_error(ab, "BGPPeer %s: password: at most 80 characters", o->meta.name);
-			continue;
-		}
 		if (bp->peer_ip.family) {
 			if (!bp->as_number) {
 				add_error(ab, "BGPPeer %s: asNumber is required with peerIP",
 					  o->meta.name);
 				continue;
 			}
-			struct bgp_peer_cfg p;
-			memset(&p, 0, sizeof(p));
+			struct bgp_peer_cfg p = tmpl;
 			snprintf(p.name, sizeof(p.name), "%s", o->meta.name);
 			p.addr = bp->peer_ip;
 			p.port = bp->port;
 			p.as = bp->as_number;
-			snprintf(p.password, sizeof(p.password), "%s",
-				 bp->password ? bp->password : "");
-			p.ttl_security = bp->ttl_security;
 			/* an external router (eBGP) hears only this node's own routes: passing
 			 * on what the mesh taught us would make it spread traffic over nodes that
-			 * just send it back (Cilium and MetalLB announce only their own too) */
-			p.local_only = p.as != c->as;
+			 * just send it back (Cilium and MetalLB announce only their own too).
+			 * keepOriginalNextHop: it hears them all, each with its own node as
+			 * next hop, so nothing bounces. */
+			p.local_only = p.as != c->as && !bp->keep_original_next_hop;
 			if (!(bp->source_address && !strcmp(bp->source_address, "None")) &&
 			    bp->peer_ip.family == c->self_ip.family)
 				p.local = c->self_ip;
@@ -379,8 +459,7 @@ static void plan_bgppeers(struct agent_bgp *ab, const struct plan_ctx *c, struct
 				size_t before = out->n;
 				peer_of_node(ab, c, n, name, bp->as_number, out);
 				for (size_t q = before; q < out->n; q++)
-					snprintf(out->v[q].password, sizeof(out->v[q].password),
-						 "%s", bp->password ? bp->password : "");
+					peer_apply_template(&out->v[q], &tmpl);
 			}
 		} else {
 			add_error(ab, "BGPPeer %s: needs peerIP or peerSelector", o->meta.name);
@@ -445,23 +524,63 @@ static bool has_local_endpoint(struct agent_bgp *ab, const struct objvec *slices
 	return false;
 }
 
-/* The announcement of LoadBalancer address ip, or false when nothing advertises it here. */
-static bool lb_orig(const struct plan_ctx *c, const struct object *conf, const struct objvec *pools,
-		    const struct objvec *advs, const struct ipaddr *ip, struct orig *out)
+/* A BGPAdvertisement's `peers` (BGPPeer names) as the addresses of this node's sessions
+ * they made: added to out (false: it names a BGPPeer that does not exist).  A session
+ * from a peerSelector BGPPeer is named "<BGPPeer>/<Node>". */
+static bool adv_peers(const struct bgpadv_obj *a, const struct peerset *ps, struct objvec *bgppeers,
+		      struct orig *out, const char **unknown)
+{
+	for (size_t k = 0; k < a->npeers; k++) {
+		bool exists = false;
+		for (size_t i = 0; i < bgppeers->n && !exists; i++)
+			exists = !strcmp(bgppeers->v[i]->meta.name, a->peers[k]);
+		if (!exists) {
+			*unknown = a->peers[k];
+			return false;
+		}
+	}
+	for (size_t k = 0; k < a->npeers; k++) {
+		size_t l = strlen(a->peers[k]);
+		for (size_t i = 0; i < ps->n && out->nonly_to < MAX_ONLY_TO; i++) {
+			const char *nm = ps->v[i].name;
+			if (strncmp(nm, a->peers[k], l) || (nm[l] && nm[l] != '/'))
+				continue;
+			bool dup = false;
+			for (size_t q = 0; q < out->nonly_to; q++)
+				dup |= ip_eq(&out->only_to[q], &ps->v[i].addr);
+			if (!dup)
+				out->only_to[out->nonly_to++] = ps->v[i].addr;
+		}
+	}
+	return true;
+}
+
+/* The announcement of LoadBalancer address ip, or false when nothing advertises it here.
+ * BGPAdvertisement aggregationLength(V6) widens the prefix (the first advertisement that
+ * covers the address decides it); `peers` limits the sessions it goes to (several
+ * advertisements: the union, and one without `peers` means every session). */
+static bool lb_orig(struct agent_bgp *ab, const struct plan_ctx *c, const struct object *conf,
+		    const struct objvec *pools, const struct objvec *advs, const struct peerset *ps,
+		    struct objvec *bgppeers, const struct ipaddr *ip, struct orig *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->p.addr = *ip;
 	out->p.len = (uint8_t)ip_maxlen(ip->family);
-	bool covered = false;
+	bool covered = false, aggregated = false;
 	for (size_t i = 0; conf && i < conf->bgpconf.nsvc_lb; i++)
 		covered |= prefix_contains(&conf->bgpconf.svc_lb[i], ip);
+	bool to_all = covered; /* serviceLoadBalancerIPs: to every peer */
 	const char *pool = NULL;
+	const struct ipprefix *pool_cidr = NULL;
 	for (size_t i = 0; i < pools->n && !pool; i++)
-		for (size_t k = 0; k < pools->v[i]->pool.nranges; k++)
-			if (prefix_contains(&pools->v[i]->pool.cidrs[k], ip))
+		for (size_t k = 0; k < pools->v[i]->pool.nranges && !pool; k++)
+			if (prefix_contains(&pools->v[i]->pool.cidrs[k], ip)) {
 				pool = pools->v[i]->meta.name;
+				pool_cidr = &pools->v[i]->pool.cidrs[k];
+			}
 	for (size_t i = 0; i < advs->n; i++) {
-		const struct bgpadv_obj *a = &advs->v[i]->bgpadv;
+		const struct object *ao = advs->v[i];
+		const struct bgpadv_obj *a = &ao->bgpadv;
 		bool match = !a->npools;
 		for (size_t k = 0; k < a->npools && pool; k++)
 			match |= !strcmp(a->pools[k], pool);
@@ -472,7 +591,35 @@ static bool lb_orig(const struct plan_ctx *c, const struct object *conf, const s
 			node_ok |= selector_matches(&a->node_selectors[k], &c->self->meta.labels);
 		if (!node_ok)
 			continue;
+		uint8_t agg =
+		    ip->family == AF_INET ? a->aggregation_length : a->aggregation_length_v6;
+		if (pool_cidr && agg < pool_cidr->len) {
+			char pb[IP_STRLEN];
+			add_error(ab,
+				  "BGPAdvertisement %s/%s (%s:%d): aggregationLength%s %u is shorter "
+				  "than pool %s's %s (not announced)",
+				  ao->meta.ns ? ao->meta.ns : "", ao->meta.name,
+				  ao->meta.file ? ao->meta.file : "?", ao->meta.line,
+				  ip->family == AF_INET ? "" : "V6", agg, pool,
+				  prefix_fmt(pool_cidr, pb));
+			continue;
+		}
+		const char *unknown = NULL;
+		if (!adv_peers(a, ps, bgppeers, out, &unknown)) {
+			add_error(ab,
+				  "BGPAdvertisement %s/%s (%s:%d): peers: no BGPPeer named %s (not "
+				  "announced)",
+				  ao->meta.ns ? ao->meta.ns : "", ao->meta.name,
+				  ao->meta.file ? ao->meta.file : "?", ao->meta.line, unknown);
+			continue;
+		}
+		if (!aggregated) {
+			out->p.len = agg;
+			prefix_normalize(&out->p);
+			aggregated = true;
+		}
 		covered = true;
+		to_all |= !a->npeers;
 		if (a->has_local_pref && !out->local_pref)
 			out->local_pref = a->local_pref;
 		for (size_t k = 0; k < a->ncomm && out->ncomm < ARRAY_SIZE(out->comm); k++) {
@@ -485,11 +632,15 @@ static bool lb_orig(const struct plan_ctx *c, const struct object *conf, const s
 		for (size_t k = 0; k < a->nlcomm && out->nlcomm < ARRAY_SIZE(out->lcomm) / 3; k++)
 			memcpy(&out->lcomm[3 * out->nlcomm++], &a->lcomm[3 * k], 12);
 	}
+	if (to_all)
+		out->nonly_to = 0;
+	else if (covered && !out->nonly_to)
+		return false; /* only to peers this node does not have */
 	return covered;
 }
 
 static void plan_orig(struct agent_bgp *ab, const struct plan_ctx *c, const struct object *conf,
-		      struct origset *out)
+		      const struct peerset *ps, struct origset *out)
 {
 	for (size_t i = 0; i < c->self->node.npod_cidrs; i++)
 		orig_prefix(out, &c->self->node.pod_cidrs[i]);
@@ -497,7 +648,8 @@ static void plan_orig(struct agent_bgp *ab, const struct plan_ctx *c, const stru
 		orig_prefix(out, &conf->bgpconf.svc_cluster[i]);
 	for (size_t i = 0; conf && i < conf->bgpconf.nsvc_external; i++)
 		orig_prefix(out, &conf->bgpconf.svc_external[i]);
-	struct objvec svcs = {0}, slices = {0}, pools = {0}, advs = {0};
+	struct objvec svcs = {0}, slices = {0}, pools = {0}, advs = {0}, bgppeers = {0};
+	objvec_load(&bgppeers, ab->st, KIND_BGPPEER);
 	objvec_load(&svcs, ab->st, KIND_SERVICE);
 	objvec_load(&pools, ab->st, KIND_IPADDRESSPOOL);
 	objvec_load(&advs, ab->st, KIND_BGPADVERTISEMENT);
@@ -515,7 +667,8 @@ static void plan_orig(struct agent_bgp *ab, const struct plan_ctx *c, const stru
 		}
 		for (size_t k = 0; k < s->svc.nlb_ips; k++) {
 			struct orig o;
-			if (lb_orig(c, conf, &pools, &advs, &s->svc.lb_ips[k], &o))
+			if (lb_orig(ab, c, conf, &pools, &advs, ps, &bgppeers, &s->svc.lb_ips[k],
+				    &o))
 				orig_push(out, &o);
 		}
 	}
@@ -523,13 +676,15 @@ static void plan_orig(struct agent_bgp *ab, const struct plan_ctx *c, const stru
 	free(slices.v);
 	free(pools.v);
 	free(advs.v);
+	free(bgppeers.v);
 }
 
 static bool orig_same(const struct orig *a, const struct orig *b)
 {
 	return prefix_eq(&a->p, &b->p) && a->local_pref == b->local_pref && a->ncomm == b->ncomm &&
 	       a->nlcomm == b->nlcomm && !memcmp(a->comm, b->comm, a->ncomm * 4) &&
-	       !memcmp(a->lcomm, b->lcomm, a->nlcomm * 12);
+	       !memcmp(a->lcomm, b->lcomm, a->nlcomm * 12) && a->nonly_to == b->nonly_to &&
+	       !memcmp(a->only_to, b->only_to, a->nonly_to * sizeof(a->only_to[0]));
 }
 
 /* Hand the speaker only the difference. */
@@ -556,7 +711,9 @@ static void orig_apply(struct agent_bgp *ab, struct origset *want)
 					     .ncomm = o->ncomm,
 					     .comm = o->comm,
 					     .nlcomm = o->nlcomm,
-					     .lcomm = o->lcomm};
+					     .lcomm = o->lcomm,
+					     .nonly_to = o->nonly_to,
+					     .only_to = o->only_to};
 		bgp_originate(ab->b, &o->p, &ra);
 		log_info(SUB, "announce %s%s", prefix_fmt(&o->p, pb),
 			 o->ncomm || o->nlcomm ? " (with communities)" : "");
@@ -678,7 +835,7 @@ static void replan(struct agent_bgp *ab)
 	}
 
 	struct origset want = {0};
-	plan_orig(ab, &c, conf, &want);
+	plan_orig(ab, &c, conf, &ab->peers, &want);
 	orig_apply(ab, &want);
 	free(c.nodes.v);
 	for (size_t i = 0; i < ab->nerrors; i++)
@@ -710,7 +867,7 @@ struct agent_bgp *agent_bgp_new(struct store *s, const char *node, const char *s
 			KIND_BIT(KIND_NODE) | KIND_BIT(KIND_SERVICE) |
 			    KIND_BIT(KIND_ENDPOINTSLICE) | KIND_BIT(KIND_IPADDRESSPOOL) |
 			    KIND_BIT(KIND_BGPCONFIGURATION) | KIND_BIT(KIND_BGPPEER) |
-			    KIND_BIT(KIND_BGPADVERTISEMENT),
+			    KIND_BIT(KIND_BGPADVERTISEMENT) | KIND_BIT(KIND_SECRET),
 			on_store, ab);
 	return ab;
 }
@@ -747,9 +904,11 @@ bool agent_bgp_handle(const struct agent_bgp *ab, int fd)
 	return ab && ab->b && fd == bgp_fd(ab->b);
 }
 
+/* The speaker's document (bgp_state_json: built one route at a time, never one big json-c
+ * tree) with the agent's own fields spliced in before its closing brace. */
 static void state_write(struct agent_bgp *ab)
 {
-	json_object *j = ab->b ? bgp_state(ab->b, STATE_MAX_ROUTES) : json_object_new_object();
+	json_object *j = json_object_new_object();
 	json_object *errs = json_object_new_array();
 	for (size_t i = 0; i < ab->nerrors; i++)
 		json_object_array_add(errs, json_object_new_string(ab->errors[i]));
@@ -757,10 +916,19 @@ static void state_write(struct agent_bgp *ab)
 	if (ab->waiting)
 		json_object_object_add(j, "waiting", json_object_new_string(ab->waiting));
 	json_object_object_add(j, "node", json_object_new_string(ab->node));
-	const char *s = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
+	const char *extra = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
+	char *doc = ab->b ? bgp_state_json(ab->b, STATE_MAX_ROUTES) : NULL;
+	size_t dlen = doc ? strlen(doc) : 0;
+	char *s;
+	if (dlen >= 2 && doc[0] == '{' && doc[dlen - 1] == '}')
+		s = xasprintf("%.*s%s%s", (int)(dlen - 1), doc, dlen > 2 ? "," : "", extra + 1);
+	else
+		s = xstrdup(extra);
 	int e = file_write_atomic(ab->state_path, s, strlen(s));
 	if (e < 0)
 		log_warn(SUB, "cannot write %s: %s", ab->state_path, strerror(-e));
+	free(s);
+	free(doc);
 	json_object_put(j);
 }
 

@@ -14,10 +14,16 @@
  *   - a Node's own AS from the annotation twill.io/bgp-as (or projectcalico.org/ASNumber);
  *   - BGPPeer: peerIP + asNumber, or peerSelector (Nodes); which nodes peer: node,
  *     nodeSelector (Calico selectors: all(), has(k), !has(k), k == 'v', k != 'v', joined
- *     by &&), all nodes when neither; password (plain), ttlSecurity, sourceAddress.  An
- *     unsupported selector or secretKeyRef password is an error on that peer only;
+ *     by &&), all nodes when neither; password (plain, or password.secretKeyRef: a Secret
+ *     of that name in any one namespace), ttlSecurity, sourceAddress, maxRestartTime (the
+ *     graceful restart time advertised to that peer, at most 4095 s), keepOriginalNextHop
+ *     (an eBGP peer then hears the routes learned from others too, with their own next
+ *     hop, instead of only this node's), and the annotation twill.io/bfd: "true" (BFD with
+ *     its sessions).  A bad value is an error on that BGPPeer only;
  *   - LoadBalancer ingress addresses as /32 and /128 when a BGPAdvertisement covers their
- *     IPAddressPool (its communities, large communities, localPref, nodeSelectors) or the
+ *     IPAddressPool (its communities, large communities, localPref, nodeSelectors,
+ *     aggregationLength(V6): the aggregate instead, peers: only to the sessions of those
+ *     BGPPeers; a name no BGPPeer has is an error on the advertisement) or the
  *     BGPConfiguration's serviceLoadBalancerIPs contain them; with externalTrafficPolicy
  *     Local only while this node has a ready local endpoint (EndpointSlices).
  * A store change recomputes the wanted announcements and peers and hands the speaker only

@@ -45,6 +45,8 @@ struct bgp_peer_cfg {
 	bool fam[BGP_NFAM];  /* families to negotiate; none set = the address's family */
 	uint16_t hold_time;  /* 0 = the global value */
 	uint16_t connect_retry; /* seconds; 0 = the global value */
+	uint16_t restart_time;	/* graceful restart time advertised to it; 0 = the global */
+	bool next_hop_keep;	/* eBGP: learned routes keep their next hop (not ours) */
 	/* BFD (bfd.h, single hop): when its session goes from Up to Down, the BGP session is
 	 * closed at once (Cease, subcode 10 "BFD Down", RFC 9384) and the peer's routes are
 	 * removed, graceful restart or not (a dead path is no restart). */
@@ -79,6 +81,8 @@ struct bgp_route_attrs {
 	const uint32_t *comm; /* RFC 1997 communities (asn << 16 | value) */
 	size_t nlcomm;
 	const uint32_t *lcomm; /* RFC 8092: 3 words each */
+	size_t nonly_to;
+	const struct ipaddr *only_to; /* announce only to the peers at these addresses */
 };
 
 /* NULL + errno (listen socket, netlink). */
@@ -107,8 +111,12 @@ size_t bgp_route_count(const struct bgp *b);
 
 /* {"as","routerId","peers":[{name,address,as,type,state,since,received,sent,lastError,
  *  ...}],"routesTotal":N,"routes":[{prefix,installed,paths:[{best,nextHop,asPath,from,...}]}]}
- * with at most max_routes routes (SIZE_MAX: all) — owned by the caller. */
+ * with at most max_routes routes (SIZE_MAX: all), sorted; when the RIB has more, which
+ * max_routes of them is not specified (the first found) — owned by the caller. */
 json_object *bgp_state(struct bgp *b, size_t max_routes);
+/* The same document as JSON text (plain), built one route at a time, so that a big RIB
+ * never exists as one json-c tree (10,000 routes of it are about 40 MB).  free() it. */
+char *bgp_state_json(struct bgp *b, size_t max_routes);
 
 /* twill bgp ...: run / peers / routes */
 int bgp_main(int argc, char **argv);

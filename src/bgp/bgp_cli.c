@@ -350,12 +350,11 @@ static void apply_orig(struct bgp *b, const struct runcfg *old, const struct run
 
 static void state_write(struct bgp *b, const char *path)
 {
-	json_object *j = bgp_state(b, STATE_MAX_ROUTES);
-	const char *s = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
+	char *s = bgp_state_json(b, STATE_MAX_ROUTES);
 	int e = file_write_atomic(path, s, strlen(s));
 	if (e < 0)
 		log_warn("bgp", "cannot write %s: %s", path, strerror(-e));
-	json_object_put(j);
+	free(s);
 }
 
 static int run_main(int argc, char **argv)

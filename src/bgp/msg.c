@@ -408,6 +408,7 @@ void bgp_attrs_clear(struct bgp_attrs *a)
 	free(a->lcomm);
 	free(a->cluster);
 	free(a->unknown);
+	free(a->only_to);
 	memset(a, 0, sizeof(*a));
 }
 
@@ -428,6 +429,7 @@ void bgp_attrs_copy(struct bgp_attrs *dst, const struct bgp_attrs *src)
 	dst->lcomm = dup_arr(src->lcomm, src->nlcomm * 12u);
 	dst->cluster = dup_arr(src->cluster, src->ncluster * 4u);
 	dst->unknown = dup_arr(src->unknown, src->unknown_len);
+	dst->only_to = dup_arr(src->only_to, src->nonly_to * sizeof(*src->only_to));
 }
 
 uint64_t bgp_attrs_hash(const struct bgp_attrs *a)
@@ -448,6 +450,8 @@ uint64_t bgp_attrs_hash(const struct bgp_attrs *a)
 		h = fnv1a64(a->cluster, a->ncluster * 4u, h ^ 4);
 	if (a->unknown_len)
 		h = fnv1a64(a->unknown, a->unknown_len, h ^ 5);
+	if (a->nonly_to)
+		h = fnv1a64(a->only_to, a->nonly_to * sizeof(*a->only_to), h ^ 6);
 	return h;
 }
 
@@ -467,7 +471,17 @@ bool bgp_attrs_equal(const struct bgp_attrs *a, const struct bgp_attrs *b)
 	       arr_eq(a->comm, b->comm, a->ncomm * 4u) && a->nlcomm == b->nlcomm &&
 	       arr_eq(a->lcomm, b->lcomm, a->nlcomm * 12u) && a->ncluster == b->ncluster &&
 	       arr_eq(a->cluster, b->cluster, a->ncluster * 4u) &&
-	       a->unknown_len == b->unknown_len && arr_eq(a->unknown, b->unknown, a->unknown_len);
+	       a->unknown_len == b->unknown_len && arr_eq(a->unknown, b->unknown, a->unknown_len) &&
+	       a->nonly_to == b->nonly_to &&
+	       arr_eq(a->only_to, b->only_to, a->nonly_to * sizeof(*a->only_to));
+}
+
+bool bgp_attrs_export_ok(const struct bgp_attrs *a, const struct ipaddr *addr)
+{
+	for (size_t i = 0; i < a->nonly_to; i++)
+		if (ip_eq(&a->only_to[i], addr))
+			return true;
+	return !a->nonly_to;
 }
 
 unsigned bgp_aspath_len(const struct bgp_attrs *a)
@@ -644,11 +658,20 @@ static int parse_mp_reach(struct cur v, struct bgp_update *u, struct bgp_err *e)
 		u->attrs.mp_nh.family = AF_INET;
 		memcpy(u->attrs.mp_nh.b, nh.p, 4);
 	} else if (fam == BGP_FAM_V6 && (nhlen == 16 || nhlen == 32)) {
-		u->attrs.mp_nh.family = AF_INET6;
-		memcpy(u->attrs.mp_nh.b, nh.p, 16);
+		/* RFC 2545: global (+ link-local).  A peer with only a link-local address
+		 * sends it alone, or as the second half behind ::; either way it ends up in
+		 * mp_nh_ll and mp_nh stays unset. */
+		struct ipaddr g = {.family = AF_INET6};
+		memcpy(g.b, nh.p, 16);
 		if (nhlen == 32) {
 			u->attrs.mp_nh_ll.family = AF_INET6;
 			memcpy(u->attrs.mp_nh_ll.b, nh.p + 16, 16);
+		}
+		if (IN6_IS_ADDR_LINKLOCAL(&g.v6)) {
+			if (nhlen == 16 || !IN6_IS_ADDR_LINKLOCAL(&u->attrs.mp_nh_ll.v6))
+				u->attrs.mp_nh_ll = g;
+		} else if (!IN6_IS_ADDR_UNSPECIFIED(&g.v6)) {
+			u->attrs.mp_nh = g;
 		}
 	} else {
 		taw(u, "bad MP_REACH next hop length", BGP_ATTR_MP_REACH);
@@ -727,9 +750,109 @@ static void keep_unknown(struct bgp_attrs *a, uint8_t flags, uint8_t type, struc
 	a->unknown_len = (uint16_t)(a->unknown_len + add);
 }
 
+/* AS4_PATH and AS4_AGGREGATOR from a 2-octet (OLD) speaker, merged after the whole
+ * attribute list is read (RFC 6793 §4.2.3). */
+struct as4_info {
+	bool has_path, has_agg;
+	struct bgp_attrs path; /* only path/npath used */
+	uint32_t agg_as, agg_id;
+};
+
+/* RFC 6793 §3: AS4_PATH carries no confederation segments; a receiver drops them and keeps
+ * the rest. */
+static void drop_confed(struct bgp_attrs *p)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < p->npath;) {
+		uint32_t type = p->path[i] >> 16, cnt = p->path[i] & 0xffff;
+		if (type == BGP_AS_SEQUENCE || type == BGP_AS_SET) {
+			memmove(p->path + o, p->path + i, (1 + cnt) * 4u);
+			o += 1 + cnt;
+		}
+		i += 1 + cnt;
+	}
+	p->npath = (uint16_t)o;
+}
+
+/* AS4_PATH / AS4_AGGREGATOR: ignored from a NEW (4-octet) speaker (§4.1), kept for the merge
+ * from an OLD one; malformed ones are discarded (RFC 6793 §6, RFC 7606 §7.1). */
+static void parse_as4_attr(uint8_t type, bool flags_ok, struct cur v, bool as4,
+			   struct bgp_update *u, struct as4_info *x)
+{
+	if (as4)
+		return;
+	if (type == BGP_ATTR_AS4_AGGREGATOR) {
+		if (!flags_ok || v.n != 8) {
+			discard(u, "bad AS4_AGGREGATOR", type);
+			return;
+		}
+		get32(&v, &x->agg_as), get32(&v, &x->agg_id);
+		x->has_agg = true;
+		return;
+	}
+	if (!flags_ok || parse_aspath(v, true, &x->path) < 0) {
+		bgp_attrs_clear(&x->path);
+		discard(u, "malformed AS4_PATH", type);
+		return;
+	}
+	drop_confed(&x->path);
+	x->has_path = true;
+}
+
+/* RFC 6793 §4.2.3: the path of an OLD speaker's UPDATE from its AS_PATH (with AS_TRANS for
+ * 4-octet ASes) and AS4_PATH: the leading ASes of AS_PATH that AS4_PATH does not cover
+ * (confederation segments count 0, an AS_SET 1), then AS4_PATH. */
+static void as4_merge(struct bgp_attrs *a, struct as4_info *x)
+{
+	if (x->has_agg && (a->has & BGP_A_AGGREGATOR)) {
+		if (a->aggregator_as != BGP_AS_TRANS)
+			return; /* AGGREGATOR's AS is real: AS4_AGGREGATOR and AS4_PATH ignored */
+		a->aggregator_as = x->agg_as;
+		a->aggregator_id = x->agg_id;
+	}
+	if (!x->has_path)
+		return;
+	unsigned n2 = bgp_aspath_len(a), n4 = bgp_aspath_len(&x->path);
+	if (n2 < n4)
+		return; /* AS4_PATH longer than AS_PATH: ignored */
+	unsigned need = n2 - n4;
+	if ((size_t)a->npath + x->path.npath > 0xffff)
+		return; /* cannot be: a message is at most 4096 bytes */
+	uint32_t *m = xmalloc(((size_t)a->npath + x->path.npath + 1) * 4u);
+	size_t o = 0;
+	bool lead = true; /* confederation segments at the front are kept */
+	for (size_t i = 0; i < a->npath;) {
+		uint32_t type = a->path[i] >> 16, cnt = a->path[i] & 0xffff, take;
+		bool confed = type == BGP_AS_CONFED_SEQUENCE || type == BGP_AS_CONFED_SET;
+		if (confed)
+			take = lead || need ? cnt : 0;
+		else if (type == BGP_AS_SET)
+			take = need ? cnt : 0;
+		else
+			take = cnt < need ? cnt : need;
+		if (!confed) {
+			lead = false;
+			need -= type == BGP_AS_SET ? (take ? 1 : 0) : take;
+		}
+		if (take) {
+			m[o++] = type << 16 | take;
+			memcpy(m + o, a->path + i + 1, take * 4u);
+			o += take;
+		}
+		i += 1 + cnt;
+	}
+	memcpy(m + o, x->path.path, x->path.npath * 4u);
+	o += x->path.npath;
+	free(a->path);
+	a->path = o ? m : NULL;
+	a->npath = (uint16_t)o;
+	if (!o)
+		free(m);
+}
+
 /* One attribute.  0 (perhaps marking treat-as-withdraw or discard) or -1 (reset). */
 static int parse_attr(uint8_t flags, uint8_t type, struct cur v, bool as4, struct bgp_update *u,
-		      struct bgp_err *e, bool *eor_attr)
+		      struct bgp_err *e, bool *eor_attr, struct as4_info *x)
 {
 	struct bgp_attrs *a = &u->attrs;
 	int want = expected_flags(type);
@@ -834,7 +957,7 @@ static int parse_attr(uint8_t flags, uint8_t type, struct cur v, bool as4, struc
 		return parse_mp_unreach(v, u, e, eor_attr);
 	case BGP_ATTR_AS4_PATH:
 	case BGP_ATTR_AS4_AGGREGATOR:
-		/* Only meaningful from 2-octet speakers; twill keeps their AS_TRANS path. */
+		parse_as4_attr(type, flags_ok, v, as4, u, x);
 		return 0;
 	}
 	return 0;
@@ -863,6 +986,8 @@ int bgp_update_parse(const uint8_t *body, size_t len, bool as4, struct bgp_updat
 	uint8_t seen[32] = {0};
 	size_t nattrs = 0;
 	bool eor_attr = false;
+	struct as4_info x;
+	memset(&x, 0, sizeof(x));
 	while (attrs.n) {
 		uint8_t flags, type, l8;
 		uint16_t l16;
@@ -900,9 +1025,14 @@ int bgp_update_parse(const uint8_t *body, size_t len, bool as4, struct bgp_updat
 			continue;
 		}
 		seen[type / 8] |= (uint8_t)(1u << (type % 8));
-		if (parse_attr(flags, type, v, as4, u, e, &eor_attr) < 0)
+		if (parse_attr(flags, type, v, as4, u, e, &eor_attr, &x) < 0) {
+			bgp_attrs_clear(&x.path);
 			goto fail;
+		}
 	}
+	if (u->attrs.has & BGP_A_AS_PATH)
+		as4_merge(&u->attrs, &x);
+	bgp_attrs_clear(&x.path);
 	size_t classic_from = u->nnlri;
 	if (parse_prefixes(&c, AF_INET, &u->nlri, &u->nnlri) < 0) {
 		err_set(e, BGP_ERR_UPDATE, BGP_UPD_NETWORK, NULL, 0);
@@ -962,17 +1092,32 @@ static size_t prefix_wire_len(const struct ipprefix *p)
 	return 1 + (p->len + 7u) / 8u;
 }
 
-static void put_aspath(struct wbuf *w, const struct bgp_attrs *a, bool as4)
+static bool is_confed(uint32_t seg)
+{
+	return seg >> 16 == BGP_AS_CONFED_SEQUENCE || seg >> 16 == BGP_AS_CONFED_SET;
+}
+
+/* AS_PATH (as4: 4-octet ASes; else 2-octet with AS_TRANS), or with as4_path the AS4_PATH
+ * an OLD peer gets beside it: 4-octet, no confederation segments (RFC 6793 §4.2.2). */
+static void put_aspath_attr(struct wbuf *w, const struct bgp_attrs *a, bool as4, bool as4_path)
 {
 	size_t len = 0;
 	for (size_t i = 0; i < a->npath;) {
 		uint32_t cnt = a->path[i] & 0xffff;
-		len += 2 + cnt * (as4 ? 4u : 2u);
+		if (!as4_path || !is_confed(a->path[i]))
+			len += 2 + cnt * (as4 ? 4u : 2u);
 		i += 1 + cnt;
 	}
-	put_attr_hdr(w, BGP_AF_TRANSITIVE, BGP_ATTR_AS_PATH, len);
+	if (as4_path)
+		put_attr_hdr(w, BGP_AF_OPTIONAL | BGP_AF_TRANSITIVE, BGP_ATTR_AS4_PATH, len);
+	else
+		put_attr_hdr(w, BGP_AF_TRANSITIVE, BGP_ATTR_AS_PATH, len);
 	for (size_t i = 0; i < a->npath;) {
 		uint32_t cnt = a->path[i] & 0xffff;
+		if (as4_path && is_confed(a->path[i])) {
+			i += 1 + cnt;
+			continue;
+		}
 		put8(w, (uint8_t)(a->path[i] >> 16)), put8(w, (uint8_t)cnt);
 		for (uint32_t k = 1; k <= cnt && i + k < a->npath; k++) {
 			uint32_t as = a->path[i + k];
@@ -994,12 +1139,26 @@ static void put_words_attr(struct wbuf *w, uint8_t flags, uint8_t type, const ui
 		put32(w, v[i]);
 }
 
+/* An AS number that does not fit in 2 octets outside confederation segments: an OLD peer
+ * then needs AS4_PATH. */
+static bool path_needs_as4(const struct bgp_attrs *a)
+{
+	for (size_t i = 0; i < a->npath;) {
+		uint32_t cnt = a->path[i] & 0xffff;
+		for (uint32_t k = 1; k <= cnt && i + k < a->npath && !is_confed(a->path[i]); k++)
+			if (a->path[i + k] > 0xffff)
+				return true;
+		i += 1 + cnt;
+	}
+	return false;
+}
+
 /* Attributes common to every family (everything but NEXT_HOP and MP_REACH). */
 static void put_common_attrs(struct wbuf *w, const struct bgp_attrs *a, bool as4)
 {
 	put_attr_hdr(w, BGP_AF_TRANSITIVE, BGP_ATTR_ORIGIN, 1);
 	put8(w, a->origin);
-	put_aspath(w, a, as4);
+	put_aspath_attr(w, a, as4, false);
 	if (a->has & BGP_A_MED) {
 		put_attr_hdr(w, BGP_AF_OPTIONAL, BGP_ATTR_MED, 4);
 		put32(w, a->med);
@@ -1027,6 +1186,13 @@ static void put_common_attrs(struct wbuf *w, const struct bgp_attrs *a, bool as4
 		put32(w, a->originator_id);
 	}
 	put_words_attr(w, BGP_AF_OPTIONAL, BGP_ATTR_CLUSTER_LIST, a->cluster, a->ncluster);
+	if (!as4 && path_needs_as4(a))
+		put_aspath_attr(w, a, true, true);
+	if (!as4 && (a->has & BGP_A_AGGREGATOR) && a->aggregator_as > 0xffff) {
+		put_attr_hdr(w, BGP_AF_OPTIONAL | BGP_AF_TRANSITIVE, BGP_ATTR_AS4_AGGREGATOR, 8);
+		put32(w, a->aggregator_as);
+		put32(w, a->aggregator_id);
+	}
 	put_words_attr(w, BGP_AF_OPTIONAL | BGP_AF_TRANSITIVE, BGP_ATTR_LARGE_COMMUNITIES, a->lcomm,
 		       a->nlcomm * 3u);
 	putn(w, a->unknown, a->unknown_len);
@@ -1053,13 +1219,14 @@ size_t bgp_update_build(uint8_t *buf, size_t size, const struct bgp_attrs *a, bo
 			(*used)++;
 		}
 	} else {
-		bool ll = ip_is_set(&a->mp_nh_ll);
+		bool ll = ip_is_set(&a->mp_nh_ll), global = ip_is_set(&a->mp_nh);
 		size_t hdr_at = w.len;
 		put_attr_hdr(&w, BGP_AF_OPTIONAL, BGP_ATTR_MP_REACH, 256); /* ext length, fixed up */
 		size_t val_at = w.len;
-		put16(&w, BGP_AFI_IPV6), put8(&w, BGP_SAFI_UNICAST), put8(&w, ll ? 32 : 16);
-		putn(&w, a->mp_nh.b, 16);
-		if (ll)
+		put16(&w, BGP_AFI_IPV6), put8(&w, BGP_SAFI_UNICAST);
+		put8(&w, ll && global ? 32 : 16);
+		putn(&w, global || !ll ? a->mp_nh.b : a->mp_nh_ll.b, 16);
+		if (ll && global)
 			putn(&w, a->mp_nh_ll.b, 16);
 		put8(&w, 0);
 		while (*used < n && w.len + prefix_wire_len(&p[*used]) <= w.size) {

@@ -2,7 +2,10 @@
  *
  * RFC 4271 (header, OPEN, UPDATE, NOTIFICATION, KEEPALIVE), RFC 5492 capabilities,
  * RFC 4760 multiprotocol IPv4/IPv6 unicast (MP_REACH/MP_UNREACH, IPv6 global and
- * link-local next hops), RFC 6793 4-octet AS numbers, RFC 2918 ROUTE-REFRESH, RFC 4724
+ * link-local next hops: a link-local-only one lands in mp_nh_ll with mp_nh unset), RFC 6793
+ * 4-octet AS numbers (with a 2-octet peer: AS_PATH/AGGREGATOR carry AS_TRANS and twill adds
+ * AS4_PATH/AS4_AGGREGATOR; what such a peer sends is merged back per §4.2.3, a malformed
+ * AS4_PATH or AS4_AGGREGATOR is discarded), RFC 2918 ROUTE-REFRESH, RFC 4724
  * graceful restart capability and End-of-RIB, RFC 1997 communities, RFC 8092 large
  * communities, RFC 4456 ORIGINATOR_ID/CLUSTER_LIST.
  *
@@ -167,11 +170,15 @@ struct bgp_attrs {
 	uint32_t *cluster;
 	uint16_t unknown_len; /* unrecognized optional transitive attributes, as on the wire */
 	uint8_t *unknown;
+	uint16_t nonly_to;    /* not on the wire: a local route goes only to the peers at */
+	struct ipaddr *only_to; /* these addresses (none: to every peer) */
 };
 void bgp_attrs_clear(struct bgp_attrs *a);
 void bgp_attrs_copy(struct bgp_attrs *dst, const struct bgp_attrs *src);
 uint64_t bgp_attrs_hash(const struct bgp_attrs *a);
 bool bgp_attrs_equal(const struct bgp_attrs *a, const struct bgp_attrs *b);
+/* May a route with these attributes go to the peer at addr (only_to)? */
+bool bgp_attrs_export_ok(const struct bgp_attrs *a, const struct ipaddr *addr);
 /* AS path length for the decision process (a SET counts 1, confederation segments 0). */
 unsigned bgp_aspath_len(const struct bgp_attrs *a);
 bool bgp_aspath_contains(const struct bgp_attrs *a, uint32_t as);

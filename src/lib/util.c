@@ -68,7 +68,10 @@ int file_read(const char *path, char **out, size_t *len)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	struct stat st;
 	size_t cap = 4096, n = 0;
+	if (!fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_size > 0)
+		cap = (size_t)st.st_size + 2; /* one read to the end, no doubling */
 	char *buf = xmalloc(cap);
 	for (;;) {
 		if (n + 1 >= cap)
@@ -131,6 +134,108 @@ out:
 	return err;
 }
 
+static ssize_t fs_write(void *cookie, const char *buf, size_t len)
+{
+	struct file_stream *fs = cookie;
+	fs->hash = fnv1a64(buf, len, fs->hash);
+	int r = fs->err ? fs->err : fd_write_all(fs->fd, buf, len);
+	if (r < 0) {
+		fs->err = r;
+		errno = -r;
+		return -1;
+	}
+	return (ssize_t)len;
+}
+
+FILE *file_stream_open(struct file_stream *fs, const char *path)
+{
+	*fs = (struct file_stream){.hash = FNV_SEED, .fd = -1};
+	fs->tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+	fs->fd = open(fs->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fs->fd < 0) {
+		fs->err = -errno;
+		free(fs->tmp);
+		fs->tmp = NULL;
+		return NULL;
+	}
+	fs->f = fopencookie(fs, "w", (cookie_io_functions_t){.write = fs_write});
+	if (!fs->f) {
+		fs->err = -ENOMEM;
+		close(fs->fd);
+		unlink(fs->tmp);
+		free(fs->tmp);
+		fs->tmp = NULL;
+		return NULL;
+	}
+	setvbuf(fs->f, NULL, _IOFBF, 1 << 16);
+	return fs->f;
+}
+
+int file_stream_commit(struct file_stream *fs, const char *path, uint64_t *last)
+{
+	if (!fs->f)
+		return fs->err ? fs->err : -EINVAL;
+	if (fclose(fs->f) && !fs->err)
+		fs->err = -EIO;
+	if (close(fs->fd) && !fs->err)
+		fs->err = -errno;
+	int r = fs->err;
+	if (!r) {
+		if (!*last)
+			*last = file_hash(path);
+		if (*last == fs->hash) {
+			r = 0;
+		} else if (rename(fs->tmp, path)) {
+			r = -errno;
+		} else {
+			*last = fs->hash;
+			r = 1;
+		}
+	}
+	if (r <= 0)
+		unlink(fs->tmp);
+	free(fs->tmp);
+	*fs = (struct file_stream){.fd = -1};
+	return r;
+}
+
+uint64_t file_hash(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	uint64_t h = FNV_SEED;
+	char buf[1 << 16];
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			h = 0;
+			break;
+		}
+		if (n == 0)
+			break;
+		h = fnv1a64(buf, (size_t)n, h);
+	}
+	close(fd);
+	return h;
+}
+
+void json_put_str(FILE *f, const char *s)
+{
+	putc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(f, "\\u%04x", *p);
+		else
+			putc(*p, f);
+	}
+	putc('"', f);
+}
+
 int mkdir_p(const char *path, mode_t mode)
 {
 	char buf[4096];
@@ -184,6 +289,35 @@ uint64_t fnv1a64(const void *data, size_t len, uint64_t h)
 		h *= 0x100000001b3ULL;
 	}
 	return h;
+}
+
+const char *str_intern(const char *s)
+{
+	static char **tab;
+	static size_t cap, n;
+	if (!s)
+		return NULL;
+	if (2 * (n + 1) > cap) { /* open addressing, at most half full */
+		size_t ncap = cap ? 2 * cap : 64;
+		char **nt = xcalloc(ncap, sizeof(*nt));
+		for (size_t i = 0; i < cap; i++) {
+			if (!tab[i])
+				continue;
+			size_t j = fnv1a64(tab[i], strlen(tab[i]), FNV_SEED) & (ncap - 1);
+			while (nt[j])
+				j = (j + 1) & (ncap - 1);
+			nt[j] = tab[i];
+		}
+		free(tab);
+		tab = nt;
+		cap = ncap;
+	}
+	size_t j = fnv1a64(s, strlen(s), FNV_SEED) & (cap - 1);
+	for (; tab[j]; j = (j + 1) & (cap - 1))
+		if (!strcmp(tab[j], s))
+			return tab[j];
+	n++;
+	return tab[j] = xstrdup(s);
 }
 
 monotime_t monotime_now(void)

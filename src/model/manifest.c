@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <json.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -625,9 +626,9 @@ static void decode_meta(struct dec *d, const struct tn *root, enum kind k, struc
 	size_t mk = path_push(d, "metadata");
 	m->name = dup_str(d, md, "name");
 	if (kind_namespaced(k)) {
-		m->ns = dup_str(d, md, "namespace");
+		m->ns = str_intern(get_str(d, md, "namespace"));
 		if (!m->ns)
-			m->ns = xstrdup("default");
+			m->ns = str_intern("default");
 		else if (!is_dns_label(m->ns, strlen(m->ns)))
 			ferr(d, lookup(md, "namespace"), "namespace",
 			     "invalid namespace \"%s\" (lowercase letters, digits and '-', at "
@@ -1109,6 +1110,14 @@ static void decode_eps(struct dec *d, const struct tn *root, const struct meta *
 	if (eps && eps->n) {
 		size_t m = path_push(d, "endpoints");
 		e->endpoints = xcalloc(eps->n, sizeof(*e->endpoints));
+		for (size_t i = 0; i < eps->n; i++) { /* every address in one allocation */
+			const struct tn *a =
+			    eps->v[i]->type == T_MAP ? lookup(eps->v[i], "addresses") : NULL;
+			if (a && a->type == T_SEQ)
+				e->naddr_pool += a->n;
+		}
+		e->addr_pool = e->naddr_pool ? xcalloc(e->naddr_pool, sizeof(*e->addr_pool)) : NULL;
+		size_t pooled = 0;
 		for (size_t i = 0; i < eps->n; i++) {
 			size_t mi = path_idx(d, i);
 			const struct tn *ep = eps->v[i];
@@ -1125,7 +1134,8 @@ static void decode_eps(struct dec *d, const struct tn *root, const struct meta *
 					     "required (at least one address)");
 			} else {
 				size_t ma = path_push(d, "addresses");
-				x->addrs = xcalloc(addrs->n, sizeof(*x->addrs));
+				x->addrs = e->addr_pool + pooled;
+				pooled += addrs->n;
 				for (size_t j = 0; j < addrs->n; j++) {
 					size_t mj = path_idx(d, j);
 					struct ipaddr *a = &x->addrs[x->naddrs];
@@ -1147,7 +1157,7 @@ static void decode_eps(struct dec *d, const struct tn *root, const struct meta *
 			x->serving = get_bool(d, cond, "serving", true);
 			x->terminating = get_bool(d, cond, "terminating", false);
 			path_pop(d, mc);
-			x->node_name = dup_str(d, ep, "nodeName");
+			x->node_name = str_intern(get_str(d, ep, "nodeName"));
 			x->hostname = dup_str(d, ep, "hostname");
 			x->zone = dup_str(d, ep, "zone");
 			const struct tn *tr = get_map(d, ep, "targetRef");
@@ -1784,6 +1794,69 @@ static void decode_bgpadv(struct dec *d, const struct tn *root, struct bgpadv_ob
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Secret (v1): only data and stringData, for BGPPeer password.secretKeyRef */
+
+/* Standard base64 (with padding, as Kubernetes writes it) into a new NUL-terminated string;
+ * NULL when it is not base64 or the value holds a NUL byte. */
+static char *b64_text(const char *s)
+{
+	size_t n = strlen(s);
+	if (n % 4)
+		return NULL;
+	unsigned char *out = xmalloc(n / 4 * 3 + 1);
+	int len = n ? EVP_DecodeBlock(out, (const unsigned char *)s, (int)n) : 0;
+	if (len < 0) {
+		free(out);
+		return NULL;
+	}
+	for (size_t i = n; i > 0 && s[i - 1] == '='; i--)
+		len--; /* EVP_DecodeBlock counts the padding as zero bytes */
+	out[len] = 0;
+	if (memchr(out, 0, (size_t)len)) {
+		free(out);
+		return NULL;
+	}
+	return (char *)out;
+}
+
+static void decode_secret(struct dec *d, const struct tn *root, struct secret_obj *s)
+{
+	struct labels data = {0}, sd = {0};
+	const struct tn *n;
+	if ((n = lookup(root, "stringData")))
+		node_labels(d, n, "stringData", &sd, false);
+	if ((n = lookup(root, "data"))) {
+		node_labels(d, n, "data", &data, false);
+		size_t m = path_push(d, "data");
+		for (size_t i = 0; i < data.n; i++) {
+			char *v = b64_text(data.kv[i].value);
+			if (!v)
+				ferr(d, n, data.kv[i].key,
+				     "not base64 text (padded standard base64, no NUL bytes)");
+			free(data.kv[i].value);
+			data.kv[i].value = v ? v : xstrdup("");
+		}
+		path_pop(d, m);
+	}
+	/* stringData wins, as the API server merges it into data */
+	s->data.kv = data.n + sd.n ? xcalloc(data.n + sd.n, sizeof(*s->data.kv)) : NULL;
+	for (size_t i = 0; i < sd.n; i++)
+		s->data.kv[s->data.n++] = sd.kv[i];
+	for (size_t i = 0; i < data.n; i++) {
+		if (labels_get(&sd, data.kv[i].key)) {
+			free(data.kv[i].key);
+			free(data.kv[i].value);
+		} else {
+			s->data.kv[s->data.n++] = data.kv[i];
+		}
+	}
+	free(sd.kv);
+	free(data.kv);
+	if (s->data.n > 1)
+		qsort(s->data.kv, s->data.n, sizeof(*s->data.kv), kv_cmp);
+}
+
+/* ------------------------------------------------------------------------------------------
  * documents */
 
 enum { K_DEPLOYMENT = KIND__COUNT };
@@ -1804,13 +1877,14 @@ static const struct {
     {"projectcalico.org", "BGPConfiguration", KIND_BGPCONFIGURATION},
     {"crd.projectcalico.org", "BGPPeer", KIND_BGPPEER},
     {"projectcalico.org", "BGPPeer", KIND_BGPPEER},
+    {"", "Secret", KIND_SECRET},
     {"apps", "Deployment", K_DEPLOYMENT},
 };
 
 static void finish(struct dec *d, struct object *o)
 {
 	o->meta.line = d->line;
-	o->meta.file = xstrdup(d->file);
+	o->meta.file = str_intern(d->file);
 	o->hash = object_hash(o);
 	objlist_push(d->out, o);
 }
@@ -1884,8 +1958,7 @@ static void decode_object(struct dec *d, const struct tn *root, const char *dkin
 	if (k < 0)
 		return; /* not modelled: skipped silently */
 
-	struct object *o = xcalloc(1, sizeof(*o));
-	o->kind = k == K_DEPLOYMENT ? KIND_POD : (enum kind)k;
+	struct object *o = object_alloc(k == K_DEPLOYMENT ? KIND_POD : (enum kind)k);
 	decode_meta(d, root, k == K_DEPLOYMENT ? KIND_POD : (enum kind)k, &o->meta);
 	if (k == K_DEPLOYMENT)
 		snprintf(d->obj, sizeof(d->obj), "Deployment/%s/%s", o->meta.ns ? o->meta.ns : "?",
@@ -1917,6 +1990,9 @@ static void decode_object(struct dec *d, const struct tn *root, const char *dkin
 		break;
 	case KIND_BGPADVERTISEMENT:
 		decode_bgpadv(d, root, &o->bgpadv);
+		break;
+	case KIND_SECRET:
+		decode_secret(d, root, &o->secret);
 		break;
 	case K_DEPLOYMENT:
 		/* the Deployment's own labels are not the pods' */

@@ -7,6 +7,7 @@
  * matchExpressions must hold (NotIn and DoesNotExist hold when the key is absent). */
 #include "model/model.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ static const char *const kind_names[KIND__COUNT] = {
     [KIND_BGPCONFIGURATION] = "BGPConfiguration",
     [KIND_BGPPEER] = "BGPPeer",
     [KIND_BGPADVERTISEMENT] = "BGPAdvertisement",
+    [KIND_SECRET] = "Secret",
 };
 
 const char *kind_name(enum kind k)
@@ -207,9 +209,7 @@ void object_free(struct object *o)
 	if (!o)
 		return;
 	free(o->meta.name);
-	free(o->meta.ns);
-	free(o->meta.uid);
-	free(o->meta.file);
+	free(o->meta.uid); /* ns and file are interned */
 	labels_free(&o->meta.labels);
 	labels_free(&o->meta.annotations);
 	switch (o->kind) {
@@ -240,10 +240,12 @@ void object_free(struct object *o)
 	case KIND_ENDPOINTSLICE:
 		free(o->eps.service);
 		free(o->eps.managed_by);
+		free(o->eps.addr_pool);
 		for (size_t i = 0; i < o->eps.nendpoints; i++) {
 			struct endpoint *e = &o->eps.endpoints[i];
-			free(e->addrs);
-			free(e->node_name);
+			if (!o->eps.addr_pool)
+				free(e->addrs);
+			/* node_name is interned */
 			free(e->target_pod);
 			free(e->hostname);
 			free(e->zone);
@@ -283,6 +285,9 @@ void object_free(struct object *o)
 		for (size_t i = 0; i < o->bgpadv.nnode_selectors; i++)
 			selector_free(&o->bgpadv.node_selectors[i]);
 		free(o->bgpadv.node_selectors);
+		break;
+	case KIND_SECRET:
+		labels_free(&o->secret.data);
 		break;
 	default:
 		break;
@@ -362,16 +367,35 @@ static struct np_rule *rules_copy(const struct np_rule *src, size_t n)
 	return r;
 }
 
+size_t object_size(enum kind k)
+{
+	switch (k) {
+	case KIND_ENDPOINTSLICE:
+		return offsetof(struct object, eps) + sizeof(struct endpointslice_obj);
+	case KIND_POD:
+		return offsetof(struct object, pod) + sizeof(struct pod_obj);
+	default:
+		return sizeof(struct object);
+	}
+}
+
+struct object *object_alloc(enum kind k)
+{
+	struct object *o = xcalloc(1, object_size(k));
+	o->kind = k;
+	return o;
+}
+
 struct object *object_clone(const struct object *o)
 {
 	if (!o)
 		return NULL;
-	struct object *c = xmalloc(sizeof(*c));
-	*c = *o; /* scalars; every pointer is replaced below */
+	struct object *c = xmalloc(object_size(o->kind));
+	memcpy(c, o, object_size(o->kind)); /* scalars; every pointer is replaced below */
 	c->meta.name = xstrdup(o->meta.name);
-	c->meta.ns = xstrdup(o->meta.ns);
+	c->meta.ns = o->meta.ns;
 	c->meta.uid = xstrdup(o->meta.uid);
-	c->meta.file = xstrdup(o->meta.file);
+	c->meta.file = o->meta.file;
 	labels_copy(&c->meta.labels, &o->meta.labels);
 	labels_copy(&c->meta.annotations, &o->meta.annotations);
 	switch (o->kind) {
@@ -406,11 +430,15 @@ struct object *object_clone(const struct object *o)
 		c->eps.managed_by = xstrdup(o->eps.managed_by);
 		c->eps.endpoints =
 		    memdup(o->eps.endpoints, o->eps.nendpoints * sizeof(*o->eps.endpoints));
+		c->eps.addr_pool =
+		    memdup(o->eps.addr_pool, o->eps.naddr_pool * sizeof(*o->eps.addr_pool));
 		for (size_t i = 0; i < o->eps.nendpoints; i++) {
 			const struct endpoint *s = &o->eps.endpoints[i];
 			struct endpoint *d = &c->eps.endpoints[i];
-			d->addrs = memdup(s->addrs, s->naddrs * sizeof(*s->addrs));
-			d->node_name = xstrdup(s->node_name);
+			d->addrs = o->eps.addr_pool && s->addrs
+				       ? c->eps.addr_pool + (s->addrs - o->eps.addr_pool)
+				       : memdup(s->addrs, s->naddrs * sizeof(*s->addrs));
+			d->node_name = s->node_name; /* interned */
 			d->target_pod = xstrdup(s->target_pod);
 			d->hostname = xstrdup(s->hostname);
 			d->zone = xstrdup(s->zone);
@@ -458,6 +486,9 @@ struct object *object_clone(const struct object *o)
 			selector_copy(&c->bgpadv.node_selectors[i], &b->node_selectors[i]);
 		break;
 	}
+	case KIND_SECRET:
+		labels_copy(&c->secret.data, &o->secret.data);
+		break;
 	default:
 		break;
 	}
@@ -741,6 +772,9 @@ uint64_t object_hash(const struct object *o)
 			h_selector(&h, &b->node_selectors[i]);
 		break;
 	}
+	case KIND_SECRET:
+		h_labels(&h, &o->secret.data);
+		break;
 	default:
 		break;
 	}

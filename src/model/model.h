@@ -25,6 +25,7 @@ enum kind {
 	KIND_BGPCONFIGURATION, /* crd.projectcalico.org/v1, projectcalico.org/v3 (cluster-scoped) */
 	KIND_BGPPEER,	       /* the same groups (cluster-scoped) */
 	KIND_BGPADVERTISEMENT, /* metallb.io/v1beta1 (namespaced) */
+	KIND_SECRET,	       /* v1 Secret: only its data (BGPPeer password.secretKeyRef) */
 	KIND__COUNT
 };
 #define KIND_BIT(k) (1u << (k))
@@ -47,13 +48,15 @@ const char *labels_get(const struct labels *l, const char *key);
 
 struct meta {
 	char *name;
-	char *ns; /* NULL for cluster-scoped kinds; "default" when omitted for namespaced ones */
+	/* NULL for cluster-scoped kinds; "default" when omitted for namespaced ones.  Interned
+	 * (str_intern, as file): a cluster has few namespaces and many objects */
+	const char *ns;
 	char *uid;
 	struct labels labels;
 	struct labels annotations;
-	char *file; /* origin file, for messages */
-	int line;   /* line of the object in that file (1-based, 0 unknown) */
-	bool deleting; /* metadata.deletionTimestamp set */
+	const char *file; /* origin file, for messages; interned (str_intern) */
+	int line;	  /* line of the object in that file (1-based, 0 unknown) */
+	bool deleting;	  /* metadata.deletionTimestamp set */
 };
 
 /* ---- label selectors (matchLabels + matchExpressions) ---- */
@@ -156,11 +159,11 @@ struct service_obj {
 };
 
 /* ---- EndpointSlice (discovery.k8s.io/v1) ---- */
-struct endpoint {
-	size_t naddrs;
-	struct ipaddr *addrs;
+struct endpoint { /* 48 bytes: there are as many as endpoints in the cluster */
+	uint32_t naddrs;
 	bool ready, serving, terminating; /* conditions; nil ready/serving read as true */
-	char *node_name;
+	struct ipaddr *addrs;
+	const char *node_name; /* interned (str_intern): never free it */
 	char *target_pod; /* targetRef.name when kind Pod */
 	char *hostname;
 	char *zone;
@@ -175,6 +178,10 @@ struct endpointslice_obj {
 	int address_type; /* AF_INET, AF_INET6 (FQDN unsupported -> error) */
 	size_t nendpoints;
 	struct endpoint *endpoints;
+	/* when set, every endpoint's addrs point into this one array of naddr_pool (the
+	 * decoder's layout: one allocation per slice, not one per endpoint) */
+	struct ipaddr *addr_pool;
+	size_t naddr_pool;
 	size_t nports;
 	struct ep_port *ports;
 	char *managed_by; /* label endpointslice.kubernetes.io/managed-by */
@@ -264,6 +271,11 @@ struct bgpadv_obj {
 	struct selector *node_selectors; /* spec.nodeSelectors; empty = all nodes */
 };
 
+/* ---- Secret (v1): data (base64-decoded) and stringData, stringData winning ---- */
+struct secret_obj {
+	struct labels data; /* key -> value (NUL-free text) */
+};
+
 struct object {
 	enum kind kind;
 	struct meta meta;
@@ -279,9 +291,15 @@ struct object {
 		struct bgpconfig_obj bgpconf;
 		struct bgppeer_obj bgppeer;
 		struct bgpadv_obj bgpadv;
+		struct secret_obj secret;
 	};
 };
 
+/* Bytes an object of kind k needs: the numerous kinds (EndpointSlice, Pod) are allocated
+ * without the rest of the union (~160 bytes less each); others get sizeof(struct object).
+ * Never copy a struct object by value: copy object_size(kind) bytes. */
+size_t object_size(enum kind k);
+struct object *object_alloc(enum kind k); /* zeroed, kind set */
 void object_free(struct object *o);
 struct object *object_clone(const struct object *o);
 /* "Kind/ns/name" or "Kind/name" into buf. */

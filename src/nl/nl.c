@@ -914,16 +914,217 @@ struct nlmsghdr *nl_build_route_multipath(void *buf, uint16_t type, uint16_t fla
 	return nlh;
 }
 
+static bool multipath_args_ok(const struct nl_route *r, const struct ipaddr *gws, size_t n)
+{
+	if (!n || n > 64 || !route_args_ok(r))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!ip_is_set(&gws[i]))
+			return false;
+	return true;
+}
+
 int nl_route_add_multipath(struct nl_sock *s, const struct nl_route *r, const struct ipaddr *gws,
 			   const int *oifs, size_t n, uint16_t nlm_flags)
 {
-	if (!n || n > 64 || !route_args_ok(r))
+	if (!multipath_args_ok(r, gws, n))
 		return -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (!ip_is_set(&gws[i]))
-			return -EINVAL;
 	return nl_talk(s, nl_build_route_multipath(s->sbuf, RTM_NEWROUTE, nlm_flags, r, gws, oifs, n),
 		       NULL, NULL);
+}
+
+/* -------------------------------------------------------------- batches ---- */
+
+#define NL_BATCH_SIZE (64 * 1024) /* sent when this much is queued */
+#define NL_BATCH_RCVBUF (4 << 20) /* room for the error ACKs of a whole batch */
+
+struct nl_batch {
+	struct nl_sock *s;
+	nl_batch_err_fn err_cb;
+	void *arg;
+	char *buf; /* NL_BATCH_SIZE + one more message */
+	size_t len, n, cap;
+	uint32_t *off; /* offset of each queued message; its seq is seq0 + index */
+	uint32_t seq0;
+};
+
+struct nl_batch *nl_batch_new(struct nl_sock *s, nl_batch_err_fn err_cb, void *arg)
+{
+	struct nl_batch *b = xcalloc(1, sizeof(*b));
+	b->s = s;
+	b->err_cb = err_cb;
+	b->arg = arg;
+	b->buf = xmalloc(NL_BATCH_SIZE + NL_MSG_MAX);
+	int fd = mnl_socket_get_fd(s->mnl), sz = NL_BATCH_RCVBUF;
+	/* best effort: an overrun is handled by the replay below */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	return b;
+}
+
+void nl_batch_free(struct nl_batch *b)
+{
+	if (!b)
+		return;
+	free(b->buf);
+	free(b->off);
+	free(b);
+}
+
+size_t nl_batch_queued(const struct nl_batch *b)
+{
+	return b->n;
+}
+
+static struct nlmsghdr *batch_msg(const struct nl_batch *b, size_t i)
+{
+	return (struct nlmsghdr *)(b->buf + b->off[i]);
+}
+
+static void batch_report(struct nl_batch *b, const struct nlmsghdr *req, int err)
+{
+	struct nl_route r;
+	if (nl_parse_route(req, &r) < 0)
+		memset(&r, 0, sizeof(r));
+	if (b->err_cb)
+		b->err_cb(&r, req->nlmsg_type, err, b->s->errmsg, b->arg);
+}
+
+/* After lost ACKs: every request again, one at a time, each with its own answer. */
+static int batch_replay(struct nl_batch *b)
+{
+	char drain[4096];
+	while (recv(mnl_socket_get_fd(b->s->mnl), drain, sizeof(drain), MSG_DONTWAIT) > 0)
+		; /* whatever is left of the batch's answers */
+	int fails = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		struct nlmsghdr *m = batch_msg(b, i);
+		memcpy(b->s->sbuf, m, m->nlmsg_len);
+		int e = nl_talk(b->s, (struct nlmsghdr *)b->s->sbuf, NULL, NULL);
+		if (e < 0) {
+			fails++;
+			batch_report(b, m, e);
+		}
+	}
+	return fails;
+}
+
+int nl_batch_flush(struct nl_batch *b)
+{
+	if (!b->n)
+		return 0;
+	struct nl_sock *s = b->s;
+	uint32_t last = b->seq0 + (uint32_t)(b->n - 1);
+	batch_msg(b, b->n - 1)->nlmsg_flags |= NLM_F_ACK;
+	int fails = 0, r = 0;
+	ssize_t w;
+	do
+		w = mnl_socket_sendto(s->mnl, b->buf, b->len);
+	while (w < 0 && errno == EINTR);
+	if (w != (ssize_t)b->len) {
+		r = w < 0 ? -errno : -EMSGSIZE;
+		goto out;
+	}
+	for (int eintr = 0;;) {
+		ssize_t n = mnl_socket_recvfrom(s->mnl, s->rbuf, NL_RECV_SIZE);
+		if (n < 0) {
+			if (errno == EINTR && ++eintr < 1000)
+				continue;
+			if (errno == ENOBUFS) { /* answers were dropped: ask again, one by one */
+				r = batch_replay(b);
+				goto out;
+			}
+			r = errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+			goto out;
+		}
+		int len = (int)n;
+		const struct nlmsghdr *m = (const struct nlmsghdr *)s->rbuf;
+		for (; mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
+			uint32_t i = m->nlmsg_seq - b->seq0;
+			if (m->nlmsg_pid != s->portid || i >= b->n || m->nlmsg_type != NLMSG_ERROR)
+				continue; /* not ours, or stale */
+			if (mnl_nlmsg_get_payload_len(m) < sizeof(struct nlmsgerr))
+				continue;
+			const struct nlmsgerr *e = mnl_nlmsg_get_payload(m);
+			if (e->error) {
+				s->errmsg[0] = 0;
+				size_t hdr = m->nlmsg_flags & NLM_F_CAPPED
+						 ? sizeof(*e)
+						 : sizeof(int) + NLMSG_ALIGN(e->msg.nlmsg_len);
+				save_extack(s, m, hdr);
+				fails++;
+				batch_report(b, batch_msg(b, i),
+					     e->error < 0 ? e->error : -e->error);
+			}
+			if (m->nlmsg_seq == last) {
+				r = fails;
+				goto out;
+			}
+		}
+	}
+out:
+	b->n = b->len = 0;
+	return r;
+}
+
+static struct nlmsghdr *batch_slot(struct nl_batch *b)
+{
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 1024;
+		b->off = xrealloc(b->off, b->cap * sizeof(*b->off));
+	}
+	return (struct nlmsghdr *)(b->buf + b->len);
+}
+
+static int batch_queued(struct nl_batch *b, struct nlmsghdr *nlh)
+{
+	nlh->nlmsg_flags |= NLM_F_REQUEST;
+	nlh->nlmsg_flags &= (uint16_t)~NLM_F_ACK; /* errors only; the last one asks (flush) */
+	nlh->nlmsg_pid = 0;
+	if (++b->s->seq == 0)
+		b->s->seq = 1;
+	if (!b->n)
+		b->seq0 = b->s->seq;
+	else if (b->s->seq != b->seq0 + (uint32_t)b->n) { /* wrapped past 0: start anew */
+		int e = nl_batch_flush(b);
+		if (e < 0)
+			return e;
+		return -EAGAIN;
+	}
+	nlh->nlmsg_seq = b->s->seq;
+	b->off[b->n++] = (uint32_t)b->len;
+	b->len += NLMSG_ALIGN(nlh->nlmsg_len);
+	if (b->len >= NL_BATCH_SIZE) {
+		int e = nl_batch_flush(b);
+		return e < 0 ? e : 0;
+	}
+	return 0;
+}
+
+int nl_batch_route_add(struct nl_batch *b, const struct nl_route *r, const struct ipaddr *gws,
+		       const int *oifs, size_t n, uint16_t nlm_flags)
+{
+	if (!multipath_args_ok(r, gws, n))
+		return -EINVAL;
+	for (int tries = 0; tries < 2; tries++) {
+		int e = batch_queued(b, nl_build_route_multipath(batch_slot(b), RTM_NEWROUTE,
+								 nlm_flags, r, gws, oifs, n));
+		if (e != -EAGAIN)
+			return e;
+	}
+	return -EAGAIN;
+}
+
+int nl_batch_route_del(struct nl_batch *b, const struct nl_route *r)
+{
+	if (!route_args_ok(r))
+		return -EINVAL;
+	for (int tries = 0; tries < 2; tries++) {
+		int e = batch_queued(b, nl_build_route(batch_slot(b), RTM_DELROUTE, 0, r));
+		if (e != -EAGAIN)
+			return e;
+	}
+	return -EAGAIN;
 }
 
 struct route_get_ctx {

@@ -127,6 +127,31 @@ int nl_route_del(struct nl_sock *s, const struct nl_route *r);
 int nl_route_dump(struct nl_sock *s, int family, uint32_t table, uint8_t protocol,
 		  int (*cb)(const struct nl_route *r, void *arg), void *arg);
 
+/* ---- batches of route changes ----
+ * Requests queued in a buffer and sent many per sendmsg (at most about 64 KiB each); the
+ * kernel acknowledges only the failed ones and the last of each sendmsg, so thousands of
+ * routes cost a few system calls instead of two each.  err_cb gets every failed request
+ * with the route it was about (parsed back from the request: dst, table, protocol, gw),
+ * its type (RTM_NEWROUTE / RTM_DELROUTE), the -errno and the kernel's extended-ACK text.
+ * Should errors overflow the socket's receive buffer, the batch is replayed one request
+ * at a time (nl_route_add semantics), so no failure goes unreported.  Do not use the
+ * socket for anything else between queueing and nl_batch_flush returning. */
+struct nl_batch;
+typedef void (*nl_batch_err_fn)(const struct nl_route *r, uint16_t type, int err, const char *msg,
+				void *arg);
+struct nl_batch *nl_batch_new(struct nl_sock *s, nl_batch_err_fn err_cb, void *arg);
+void nl_batch_free(struct nl_batch *b); /* what is still queued is dropped */
+/* Queue a RTM_NEWROUTE as nl_route_add_multipath, or a RTM_DELROUTE as nl_route_del.
+ * 0, -EINVAL (bad arguments: nothing queued), or a flush's negative result. */
+int nl_batch_route_add(struct nl_batch *b, const struct nl_route *r, const struct ipaddr *gws,
+		       const int *oifs, size_t n, uint16_t nlm_flags);
+int nl_batch_route_del(struct nl_batch *b, const struct nl_route *r);
+size_t nl_batch_queued(const struct nl_batch *b);
+/* Send what is queued and read the answers: the number of failed requests among them
+ * (those of buffers sent earlier, when full, went to err_cb then), or -errno
+ * when the socket itself failed (the queued requests are then dropped). */
+int nl_batch_flush(struct nl_batch *b);
+
 /* ---- neighbours and FDB ---- */
 struct nl_neigh {
 	int family; /* AF_INET/AF_INET6 for ARP/ND, AF_BRIDGE for FDB */

@@ -577,6 +577,10 @@ static void service_apply(struct fam *w, struct svc_planner *sp, const char *key
 	}
 	smap_clear(&seen, NULL);
 	free(seen.b);
+	if (!ct->ne && !ct->nc) { /* nothing in this family's table (IPv4-only Services) */
+		contrib_free(ct);
+		return;
+	}
 	bool created;
 	*smap_slot(&w->contribs, key, &created) = ct;
 }
@@ -1930,8 +1934,9 @@ int nft_writer_sync(struct nft_writer *w)
 	/* a full sync frees millions of small blocks; glibc consolidates them at the next large
 	 * allocation, which would make the first small change after it cost tens of ms at
 	 * 250,000 endpoints.  Do it now, and give the memory back. */
-	if (full && w->stats.backends_added + w->stats.elems_added > 10000)
-		malloc_trim(0);
+	if (full && (w->stats.backends_added + w->stats.elems_added > 10000 ||
+		     w->fam[0].aelems.n + w->fam[1].aelems.n > 1000))
+		malloc_trim(0); /* also after a resync's dump, which rebuilt the applied state */
 	if (w->stats.messages)
 		log_debug(SUB,
 			  "synced%s: %u messages, +%u/-%u elements, +%u/-%u backends, %u chains "

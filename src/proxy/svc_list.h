@@ -7,6 +7,7 @@
  * must run in the node's namespace (`twill lab exec ctr -- twill svc list ...`). */
 #pragma once
 #include <stddef.h>
+#include <stdio.h>
 
 #include "proxy/svc_plan.h"
 
@@ -19,6 +20,9 @@
  *  "scheduler":"random","backends":[{"ip":..,"port":..,"ready":..,"terminating":..,
  *  "local":..,"node":..}]}],"errors":{"ns/name":"why"}} */
 char *svc_services_json(const struct svc_planner *sp, const char *node, const char *dataplane);
+/* The same, written to f as it is made (no copy of the whole document in memory). */
+void svc_services_json_write(FILE *f, const struct svc_planner *sp, const char *node,
+			     const char *dataplane);
 
 /* Per-backend connection counts from conntrack. */
 struct ct_count {

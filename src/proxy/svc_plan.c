@@ -35,7 +35,7 @@ const char *svc_verdict_name(enum svc_verdict v)
 
 static void entry_free(struct svc_entry *e)
 {
-	free(e->backends); /* their node names are interned (node_intern) */
+	free(e->backends); /* their node names are interned (str_intern) */
 	free(e->group);
 }
 
@@ -235,29 +235,13 @@ static void select_backends(const struct cand *c, bool local_only, struct cand *
 		}
 }
 
-/* The node name of a backend.  There are as many names as nodes, but a copy per backend
- * would cost 32 bytes each (3.8 MB for the 120,000 backends of 10,000 Services x 10 endpoints
- * with NodePorts), so each name is kept once, for the life of the process (never freed:
- * entry_free leaves it).  The planner runs on one thread. */
-static char *node_intern(const char *name)
-{
-	static struct smap names = SMAP_INIT;
-	if (!name)
-		return NULL;
-	bool created;
-	void **slot = smap_slot(&names, name, &created);
-	if (!*slot)
-		*slot = xstrdup(name);
-	return *slot;
-}
-
 static void add_entry(struct svc_entries *out, const struct ipaddr *vip, enum proto proto,
 		      uint16_t port, enum svc_scope scope, const char *group, bool local, bool masq,
 		      const struct cand *any, const struct cand *sel, uint32_t aff,
 		      const struct svc_lb *lb)
 {
 	if (out->n == out->cap) {
-		out->cap = out->cap ? 2 * out->cap : 8;
+		out->cap = out->cap ? 2 * out->cap : 2;
 		out->v = xrealloc(out->v, out->cap * sizeof(*out->v));
 	}
 	struct svc_entry *e = &out->v[out->n++];
@@ -276,7 +260,7 @@ static void add_entry(struct svc_entries *out, const struct ipaddr *vip, enum pr
 		e->backends = xcalloc(sel->n, sizeof(*e->backends));
 		for (size_t i = 0; i < sel->n; i++) {
 			e->backends[i] = sel->v[i];
-			e->backends[i].node = node_intern(sel->v[i].node);
+			e->backends[i].node = str_intern(sel->v[i].node); /* kept once */
 			e->backends[i].weight = 1;
 			for (size_t k = 0; k < lb->nweights; k++)
 				if (ip_eq(&lb->weights[k].ip, &sel->v[i].ip))
@@ -435,6 +419,10 @@ int svc_plan_service(const struct object *svc, const struct object *const *slice
 				entry_free(&out->v[r]);
 		}
 		out->n = w;
+	}
+	if (out->n && out->cap > out->n) { /* kept for the Service's life: no slack */
+		out->v = xrealloc(out->v, out->n * sizeof(*out->v));
+		out->cap = out->n;
 	}
 	return 0;
 }

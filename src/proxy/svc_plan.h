@@ -39,16 +39,17 @@ const char *svc_verdict_name(enum svc_verdict v); /* "forward", "reject", "drop"
 enum svc_sched { SVC_SCHED_RANDOM, SVC_SCHED_RR, SVC_SCHED_SH, SVC_SCHED_DH };
 #define SVC_ANN_SCHEDULER "twill.io/lb-scheduler"
 #define SVC_ANN_WEIGHTS "twill.io/lb-weights"
-#define SVC_WEIGHT_MAX 100
+#define SVC_WEIGHT_MAX 100		      /* fits svc_backend.weight (uint8_t) */
 const char *svc_sched_name(enum svc_sched s); /* "random", "rr", "sh", "dh" */
 
 struct svc_backend {
 	struct ipaddr ip;
-	uint16_t port; /* the endpoint's port (targetPort resolved) */
-	bool ready, serving, terminating;
-	bool local;	 /* on this node */
-	uint16_t weight; /* 1..SVC_WEIGHT_MAX (SVC_ANN_WEIGHTS) */
-	char *node;	 /* nodeName or NULL; interned (kept once per process): never free it */
+	uint16_t port;	/* the endpoint's port (targetPort resolved) */
+	uint8_t weight; /* 1..SVC_WEIGHT_MAX (SVC_ANN_WEIGHTS) */
+	/* bits and a byte-sized weight: 32 bytes a backend, not 40 (one per endpoint) */
+	bool ready : 1, serving : 1, terminating : 1;
+	bool local : 1;	  /* on this node */
+	const char *node; /* nodeName or NULL; interned (str_intern): never free it */
 };
 
 struct svc_entry {

@@ -40,7 +40,11 @@ struct source_dir {
 	int ifd, wd_dir, wd_ov;
 	diag_fn diag;
 	void *arg;
-	struct smap loaded;  /* origins this source gave the store */
+	struct smap loaded; /* origins this source gave the store */
+	/* origin -> uint64_t content hash of its last load that decoded without an error: a
+	 * file read again with the same content (SIGHUP, a rewrite with the same bytes) is not
+	 * decoded again, since it would give the store the same objects */
+	struct smap sums;
 	struct smap pending; /* origins touched by the current batch of events */
 	bool rescan_all, rescan_ov;
 	bool oneshot; /* source_dir_load: no inotify, no .twill/ created */
@@ -126,6 +130,7 @@ static void forget(struct source_dir *src, const char *rel)
 	if (!smap_has(&src->loaded, rel))
 		return;
 	log_debug("source", "%s: gone", rel);
+	free(smap_del(&src->sums, rel));
 	store_remove_origin(src->s, rel);
 	smap_del(&src->loaded, rel);
 }
@@ -138,6 +143,14 @@ static int load_file(struct source_dir *src, const char *rel)
 	struct stat st;
 	if (stat(path, &st) || !S_ISREG(st.st_mode)) {
 		forget(src, rel);
+		free(path);
+		return 0;
+	}
+	/* the same bytes as the last clean load: nothing to decode (hashed in chunks, so a
+	 * rescan of unchanged files holds no copy of them) */
+	const uint64_t *old = smap_get(&src->sums, rel);
+	if (old && smap_has(&src->loaded, rel) && file_hash(path) == *old) {
+		log_debug("source", "%s: unchanged", rel);
 		free(path);
 		return 0;
 	}
@@ -158,6 +171,8 @@ static int load_file(struct source_dir *src, const char *rel)
 		return err;
 	}
 
+	uint64_t sum = fnv1a64(data, len, FNV_SEED); /* of what is decoded */
+	free(smap_del(&src->sums, rel));
 	struct objlist objs = {0};
 	struct load_ctx lc = {.src = src};
 	int r = manifest_decode(path, data, len, &objs, load_diag, &lc);
@@ -182,9 +197,15 @@ static int load_file(struct source_dir *src, const char *rel)
 	}
 	smap_clear(&lc.failed, NULL);
 	log_debug("source", "%s: %zu objects", rel, objs.n);
-	store_replace_origin(src->s, rel, origin_is_overlay(rel), &objs, src->diag, src->arg);
+	int rejected =
+	    store_replace_origin(src->s, rel, origin_is_overlay(rel), &objs, src->diag, src->arg);
 	objlist_free(&objs);
 	smap_add(&src->loaded, rel);
+	if (r == 0 && rejected == 0) { /* nothing to report again */
+		uint64_t *v = xmalloc(sizeof(*v));
+		*v = sum;
+		*smap_slot(&src->sums, rel, NULL) = v;
+	}
 	free(path);
 	return 0;
 }
@@ -442,6 +463,7 @@ void source_dir_close(struct source_dir *src)
 	if (src->ifd >= 0)
 		close(src->ifd);
 	smap_clear(&src->loaded, NULL);
+	smap_clear(&src->sums, free);
 	smap_clear(&src->pending, NULL);
 	free(src->dir);
 	free(src->ovdir);

@@ -41,7 +41,7 @@ void *smap_get(const struct smap *m, const char *key)
 
 static void smap_grow(struct smap *m)
 {
-	size_t nb = m->nbuckets ? m->nbuckets * 2 : 16;
+	size_t nb = m->nbuckets ? m->nbuckets * 2 : 4; /* many maps stay small */
 	struct smap_node **b = xcalloc(nb, sizeof(*b));
 	for (size_t i = 0; i < m->nbuckets; i++) {
 		struct smap_node *n = m->b[i], *next;
@@ -69,9 +69,11 @@ void **smap_slot(struct smap *m, const char *key, bool *created)
 	}
 	if (m->n + 1 > m->nbuckets)
 		smap_grow(m);
-	struct smap_node *n = xcalloc(1, sizeof(*n));
+	size_t klen = strlen(key) + 1;
+	struct smap_node *n = xmalloc(sizeof(*n) + klen);
+	n->val = NULL;
 	n->hash = h;
-	n->key = xstrdup(key);
+	memcpy(n->key, key, klen);
 	n->next = m->b[h & (m->nbuckets - 1)];
 	m->b[h & (m->nbuckets - 1)] = n;
 	m->n++;
@@ -108,7 +110,6 @@ void *smap_del(struct smap *m, const char *key)
 		if (n->hash == h && !strcmp(n->key, key)) {
 			void *val = n->val;
 			*pp = n->next;
-			free(n->key);
 			free(n);
 			m->n--;
 			return val;
@@ -125,7 +126,6 @@ void smap_clear(struct smap *m, void (*free_val)(void *))
 			next = n->next;
 			if (free_val)
 				free_val(n->val);
-			free(n->key);
 			free(n);
 		}
 	}

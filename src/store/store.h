@@ -70,8 +70,8 @@ int store_foreach(const struct store *s, enum kind k, int (*fn)(const struct obj
 struct smap_node {
 	struct smap_node *next;
 	uint64_t hash;
-	char *key;
 	void *val;
+	char key[]; /* in the node's own allocation: one malloc per key */
 };
 struct smap {
 	size_t n, nbuckets;

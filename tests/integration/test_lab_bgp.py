@@ -291,3 +291,50 @@ def test_bgp_lab_route_reflector_and_bad_peer(lab, tmp_path):
     data = wait_for(lambda: (lambda d: d if d["reachable"] == d["total"] else None)(lb.probe()),
                     15, 0.3)
     assert data and data["total"] == 16, lb.twill("probe", check=False).stdout
+
+
+SVC_EXT = """\
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-ext}
+spec:
+  clusterIP: 10.96.0.40
+  externalIPs: [198.51.100.7]
+  selector: {app: web}
+  ports: [{protocol: TCP, port: 80, targetPort: 80}]
+"""
+
+
+def test_bgp_lab_service_cidrs(lab, tmp_path):
+    """Calico service advertisement: with BGPConfiguration serviceClusterIPs and
+    serviceExternalIPs every node announces the ranges, the router learns them over all
+    three nodes (ECMP), and the external client reaches a ClusterIP and an external IP
+    through them; taking the ranges out withdraws them."""
+    m = tmp_path / "svc.yaml"
+    m.write_text(MANIFEST + SVC_EXT)
+    lb = lab(routing="bgp", files=[m])
+    conf = lb.manifests / "lab-bgp.yaml"
+    plain = conf.read_text()
+    assert "  nodeMeshMaxRestartTime: 10s\n" in plain
+    tmp = conf.with_suffix(".tmp")
+    tmp.write_text(plain.replace("  nodeMeshMaxRestartTime: 10s\n",
+                                 "  nodeMeshMaxRestartTime: 10s\n"
+                                 "  serviceClusterIPs: [{cidr: 10.96.0.0/16}]\n"
+                                 "  serviceExternalIPs: [{cidr: 198.51.100.0/24}]\n", 1))
+    tmp.rename(conf)
+    every = set(NODE_IPS.values())
+    want = ("10.96.0.0/16", "198.51.100.0/24")
+    ok = wait_for(lambda: all(router_routes(lb).get(p) == every for p in want), 20, 0.2)
+    assert ok, router_routes(lb)
+    for n in NODE_IPS:
+        st = node_status(lb, n)["bgp"]
+        assert set(want) <= set(st["advertised"]) and not st["errors"], st
+    for ip in ("10.96.0.40", "198.51.100.7"):
+        out = wait_for(lambda: (lambda o: o if re.search(r"Hostname: web-(ctr|w1)", o) else None)(
+            lb.exec("ext", "curl", "-s", "-m", "3", f"http://{ip}/", check=False).stdout), 10, 0.3)
+        assert out, (ip, lb.exec("ext", "ip", "route", check=False).stdout)
+    tmp.write_text(plain)
+    tmp.rename(conf)
+    assert wait_for(lambda: not any(p in router_routes(lb) for p in want), 15, 0.2), \
+        router_routes(lb)

@@ -2,8 +2,11 @@
  * (each bound to its own 127.0.2.x, no privileges, no kernel routes), driven by one poll
  * loop.  Covers the FSM up to Established, route propagation and withdrawal, iBGP split
  * horizon, route reflection (ORIGINATOR_ID, CLUSTER_LIST), eBGP attribute rules, AS-path
- * loop detection and a session reset taking routes away. */
+ * loop detection and a session reset taking routes away.  The batched kernel route writer
+ * the FIB uses (nl_batch) is checked against a real kernel in a private namespace. */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <linux/rtnetlink.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,8 +19,10 @@
 #include <unistd.h>
 
 #include "bgp/bgp.h"
+#include "in_netns.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "nl/nl.h"
 
 static int port;
 
@@ -238,6 +243,23 @@ static void test_bad_peer_and_loop(void **state)
 	/* only the good one needs to come up */
 	bgp_set_peers(s[0].b, p, 1);
 	assert_true(run_until(s, 2, all_established, s, 8000));
+	/* the state as text (twill bgp run's file) is the same document as bgp_state's */
+	struct ipprefix o4;
+	prefix_parse("10.77.0.0/24", &o4);
+	bgp_originate(s[0].b, &o4, NULL);
+	char *txt = bgp_state_json(s[0].b, SIZE_MAX);
+	json_object *got = json_tokener_parse(txt), *exp = bgp_state(s[0].b, SIZE_MAX);
+	assert_non_null(got);
+	assert_int_equal(json_object_array_length(jget(got, "routes")), 1);
+	json_object *docs[2] = {got, exp};
+	for (int d = 0; d < 2; d++) /* "since" moves with the clock */
+		for (size_t i = 0; i < json_object_array_length(jget(docs[d], "peers")); i++)
+			json_object_object_del(json_object_array_get_idx(jget(docs[d], "peers"), i),
+					       "since");
+	assert_true(json_object_equal(got, exp));
+	json_object_put(got);
+	json_object_put(exp);
+	free(txt);
 	/* a route from 65002 with 65001 already in the path is a loop at 65001: it
 	 * reaches 65001 (twill does not filter on export) only through the echo, so
 	 * originate at 65001 and check it never returns as a second path */
@@ -252,6 +274,105 @@ static void test_bad_peer_and_loop(void **state)
 		bgp_free(s[i].b);
 }
 
+/* ---- nl_batch: many route requests per sendmsg, errors still per prefix ---- */
+
+struct batch_errs {
+	int n;
+	struct ipprefix dst[8];
+	uint16_t type[8];
+	int err[8];
+};
+
+static void batch_err(const struct nl_route *r, uint16_t type, int err, const char *msg, void *arg)
+{
+	(void)msg;
+	struct batch_errs *e = arg;
+	if (e->n < 8) {
+		e->dst[e->n] = r->dst;
+		e->type[e->n] = type;
+		e->err[e->n] = err;
+	}
+	e->n++;
+}
+
+static int count_cb(const struct nl_route *r, void *arg)
+{
+	(void)r;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static struct ipprefix nth_prefix(unsigned i)
+{
+	struct ipprefix p = {.addr.family = AF_INET, .len = 32};
+	p.addr.v4.s_addr = htonl(0x64400000u + i); /* 100.64.0.0 + i */
+	return p;
+}
+
+#define BATCH_N 5000
+
+static void batch_kernel(void)
+{
+	struct nl_sock *s = nl_open();
+	CK(s);
+	CK(nl_link_set_up(s, 1, true) == 0);
+	CK(nl_link_add_veth(s, "h22ba", NULL, "h22bb", NULL, -1, 0) == 0);
+	int a = nl_link_index(s, "h22ba"), bb = nl_link_index(s, "h22bb");
+	CK(a > 0 && bb > 0);
+	struct nl_addr ad = {.index = a, .scope = RT_SCOPE_UNIVERSE};
+	CK(prefix_parse("10.99.0.1/24", &ad.prefix) == 0);
+	CK(nl_addr_add(s, &ad) == 0);
+	CK(nl_link_set_up(s, a, true) == 0 && nl_link_set_up(s, bb, true) == 0);
+
+	struct batch_errs e = {0};
+	struct nl_batch *b = nl_batch_new(s, batch_err, &e);
+	CK(b);
+	struct ipaddr gw[2], bad;
+	CK(ip_parse("10.99.0.2", &gw[0]) == 0 && ip_parse("10.99.0.3", &gw[1]) == 0);
+	CK(ip_parse("10.98.0.9", &bad) == 0); /* no route to it: the kernel refuses */
+	for (unsigned i = 0; i < BATCH_N; i++) {
+		struct nl_route r = {.dst = nth_prefix(i), .protocol = 118};
+		/* one refused in the middle of a later sendmsg; every 100th is ECMP */
+		const struct ipaddr *g = i == 3001 ? &bad : gw;
+		CK(nl_batch_route_add(b, &r, g, NULL, i % 100 == 7 ? 2 : 1,
+				      NLM_F_CREATE | NLM_F_REPLACE) == 0);
+	}
+	CK(nl_batch_queued(b) < BATCH_N); /* full buffers went out on the way */
+	CK(nl_batch_flush(b) >= 0);
+	CK(nl_batch_queued(b) == 0);
+	CK(e.n == 1);
+	struct ipprefix want = nth_prefix(3001);
+	CK(prefix_eq(&e.dst[0], &want) && e.type[0] == RTM_NEWROUTE && e.err[0] == -ENETUNREACH);
+	int n = 0;
+	CK(nl_route_dump(s, AF_INET, 0, 118, count_cb, &n) == 0);
+	CK(n == BATCH_N - 1);
+	struct nl_route one;
+	struct ipprefix ecmp = nth_prefix(7);
+	CK(nl_route_get(s, &ecmp.addr, &one) == 0 && one.protocol == 118); /* the ECMP one */
+
+	/* withdraw all, plus one never installed: only that one fails (ESRCH) */
+	e.n = 0;
+	for (unsigned i = 0; i < BATCH_N; i++) {
+		struct nl_route r = {.dst = nth_prefix(i), .protocol = 118};
+		CK(nl_batch_route_del(b, &r) == 0);
+	}
+	CK(nl_batch_flush(b) >= 0); /* failures of earlier, full buffers came through err_cb */
+	CK(e.n == 1 && prefix_eq(&e.dst[0], &want) && e.type[0] == RTM_DELROUTE);
+	CK(e.err[0] == -ESRCH || e.err[0] == -ENOENT);
+	n = 0;
+	CK(nl_route_dump(s, AF_INET, 0, 118, count_cb, &n) == 0);
+	CK(n == 0);
+	CK(nl_batch_flush(b) == 0); /* nothing queued */
+	nl_batch_free(b);
+	nl_close(s);
+}
+
+static void test_nl_batch(void **state)
+{
+	(void)state;
+	in_netns(batch_kernel);
+}
+
 int main(void)
 {
 	log_set_level(getenv("BGP_DEBUG") ? LOG_DEBUG : LOG_ERROR);
@@ -259,6 +380,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_reflection_and_ebgp),
 	    cmocka_unit_test(test_bad_peer_and_loop),
+	    cmocka_unit_test(test_nl_batch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

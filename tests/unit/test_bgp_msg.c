@@ -515,6 +515,282 @@ static void test_aspath(void **state)
 	bgp_attrs_clear(&a);
 }
 
+/* ------------------------------------------------- RFC 6793 AS4_PATH ---- */
+
+/* An UPDATE of attrs (+ NLRI 10.2.0.0/24 when nlri) that must parse to one route. */
+static void parse_one(const uint8_t *attrs, size_t len, bool nlri, bool as4, struct bgp_update *u)
+{
+	uint8_t m[512];
+	struct bgp_err e;
+	size_t n = mk_update(m, attrs, len, nlri);
+	assert_int_equal(bgp_update_parse(m, n, as4, u, &e), 0);
+	assert_false(u->treat_as_withdraw);
+	assert_int_equal(u->nnlri, 1);
+}
+
+/* Parse attrs from a 2-octet (as4 false) or 4-octet session and format the resulting path
+ * into buf. */
+static const char *as4_path_of(const uint8_t *attrs, size_t len, bool as4, struct bgp_update *u,
+			       char *buf, size_t size)
+{
+	parse_one(attrs, len, true, as4, u);
+	return bgp_aspath_fmt(&u->attrs, buf, size);
+}
+
+#define ORIGIN_NH 0x40, 0x01, 0x01, 0x00, 0x40, 0x03, 0x04, 10, 0, 0, 2
+/* 2-octet AS_PATH: SEQUENCE 65002 23456 23456 100 */
+#define ASP2 0x40, 0x02, 0x0a, 0x02, 0x04, 0xfd, 0xea, 0x5b, 0xa0, 0x5b, 0xa0, 0x00, 0x64
+/* 4200000001 = 0xfa56ea01, 4200000002 = 0xfa56ea02 */
+#define AS4A 0xfa, 0x56, 0xea, 0x01
+#define AS4B 0xfa, 0x56, 0xea, 0x02
+
+static void test_as4_path_merge(void **state)
+{
+	(void)state;
+	struct bgp_update u;
+	char buf[128];
+	/* AS4_PATH 4200000001 4200000002 100: the leading 65002 stays, the rest is replaced */
+	uint8_t ok[] = {ORIGIN_NH, ASP2, 0xc0, 0x11, 0x0e, 0x02, 0x03, AS4A, AS4B, 0, 0, 0, 100};
+	assert_string_equal(as4_path_of(ok, sizeof(ok), false, &u, buf, sizeof(buf)),
+			    "65002 4200000001 4200000002 100");
+	assert_false(u.attr_discarded);
+	assert_int_equal(bgp_aspath_first(&u.attrs), 65002);
+	assert_int_equal(bgp_aspath_len(&u.attrs), 4);
+	assert_true(bgp_aspath_contains(&u.attrs, 4200000002u));
+	bgp_update_free(&u);
+	/* the same attribute from a 4-octet speaker is ignored (RFC 6793 §4.1); here AS_PATH is
+	 * in 4-octet form */
+	uint8_t asp4[] = {ORIGIN_NH, 0x40, 0x02, 0x0a, 0x02, 0x02, 0, 0, 0xfd, 0xea, 0, 0,
+			  0x5b,	     0xa0, 0xc0, 0x11, 0x06, 0x02, 0x01, AS4A};
+	assert_string_equal(as4_path_of(asp4, sizeof(asp4), true, &u, buf, sizeof(buf)),
+			    "65002 23456");
+	bgp_update_free(&u);
+	/* AS4_PATH first in the attribute list works the same */
+	uint8_t first[] = {0xc0, 0x11, 0x0e, 0x02, 0x03, AS4A, AS4B, 0, 0, 0, 100, ORIGIN_NH, ASP2};
+	assert_string_equal(as4_path_of(first, sizeof(first), false, &u, buf, sizeof(buf)),
+			    "65002 4200000001 4200000002 100");
+	bgp_update_free(&u);
+	/* longer than AS_PATH: ignored, AS_TRANS kept */
+	uint8_t longer[] = {ORIGIN_NH, ASP2, 0xc0, 0x11, 0x16, 0x02, 0x05, AS4A, AS4B,
+			    AS4A, AS4B, 0, 0, 0, 100};
+	assert_string_equal(as4_path_of(longer, sizeof(longer), false, &u, buf, sizeof(buf)),
+			    "65002 23456 23456 100");
+	assert_false(u.attr_discarded);
+	bgp_update_free(&u);
+	/* confederation segments in AS4_PATH are dropped, the rest merged */
+	uint8_t confed[] = {ORIGIN_NH, ASP2, 0xc0, 0x11, 0x14, 0x03, 0x01, 0, 0, 0xff, 0x00,
+			    0x02, 0x03, AS4A, AS4B, 0, 0, 0, 100};
+	assert_string_equal(as4_path_of(confed, sizeof(confed), false, &u, buf, sizeof(buf)),
+			    "65002 4200000001 4200000002 100");
+	bgp_update_free(&u);
+	/* malformed AS4_PATH (segment runs past the attribute, zero count, bad type): the
+	 * attribute is discarded, the route stays with its AS_TRANS path */
+	uint8_t overrun[] = {ORIGIN_NH, ASP2, 0xc0, 0x11, 0x06, 0x02, 0x02, AS4A};
+	uint8_t zero[] = {ORIGIN_NH, ASP2, 0xc0, 0x11, 0x02, 0x02, 0x00};
+	uint8_t badtype[] = {ORIGIN_NH, ASP2, 0xc0, 0x11, 0x06, 0x09, 0x01, AS4A};
+	uint8_t odd[] = {ORIGIN_NH, ASP2, 0xc0, 0x11, 0x05, 0x02, 0x01, 0xfa, 0x56, 0xea};
+	uint8_t flags[] = {ORIGIN_NH, ASP2, 0x80, 0x11, 0x06, 0x02, 0x01, AS4A}; /* not transitive */
+	const uint8_t *bad[] = {overrun, zero, badtype, odd, flags};
+	size_t badlen[] = {sizeof(overrun), sizeof(zero), sizeof(badtype), sizeof(odd), sizeof(flags)};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_string_equal(as4_path_of(bad[i], badlen[i], false, &u, buf, sizeof(buf)),
+				    "65002 23456 23456 100");
+		assert_true(u.attr_discarded);
+		assert_non_null(strstr(u.reason, "AS4_PATH"));
+		bgp_update_free(&u);
+	}
+	/* AS_SET counts one: AS_PATH 65002 23456 {1 2}, AS4_PATH 4200000001 {1 2} */
+	uint8_t set[] = {ORIGIN_NH, 0x40, 0x02, 0x0c, 0x02, 0x02, 0xfd, 0xea, 0x5b, 0xa0,
+			 0x01, 0x02, 0x00, 0x01, 0x00, 0x02,
+			 0xc0, 0x11, 0x10, 0x02, 0x01, AS4A, 0x01, 0x02, 0, 0, 0, 1, 0, 0, 0, 2};
+	assert_string_equal(as4_path_of(set, sizeof(set), false, &u, buf, sizeof(buf)),
+			    "65002 4200000001 {1 2}");
+	assert_int_equal(bgp_aspath_len(&u.attrs), 3);
+	bgp_update_free(&u);
+	/* a leading confederation segment of AS_PATH stays (it counts 0) */
+	uint8_t lead[] = {ORIGIN_NH, 0x40, 0x02, 0x0a, 0x03, 0x01, 0xff, 0x00, 0x02, 0x02, 0xfd,
+			  0xea, 0x5b, 0xa0, 0xc0, 0x11, 0x06, 0x02, 0x01, AS4A};
+	assert_string_equal(as4_path_of(lead, sizeof(lead), false, &u, buf, sizeof(buf)),
+			    "65280 65002 4200000001");
+	assert_int_equal(bgp_aspath_len(&u.attrs), 2);
+	bgp_update_free(&u);
+}
+
+static void test_as4_aggregator(void **state)
+{
+	(void)state;
+	struct bgp_update u;
+	char buf[128];
+	/* AGGREGATOR AS_TRANS 1.2.3.4 + AS4_AGGREGATOR 4200000001 1.2.3.4 */
+	uint8_t trans[] = {ORIGIN_NH, ASP2, 0xc0, 0x07, 0x06, 0x5b, 0xa0, 1, 2, 3, 4,
+			   0xc0, 0x12, 0x08, AS4A, 1, 2, 3, 4,
+			   0xc0, 0x11, 0x06, 0x02, 0x01, 0, 0, 0, 100};
+	assert_string_equal(as4_path_of(trans, sizeof(trans), false, &u, buf, sizeof(buf)),
+			    "65002 23456 23456 100");
+	assert_true(u.attrs.has & BGP_A_AGGREGATOR);
+	assert_int_equal(u.attrs.aggregator_as, 4200000001u);
+	assert_int_equal(u.attrs.aggregator_id, 0x01020304);
+	bgp_update_free(&u);
+	/* AGGREGATOR with a real AS: AS4_AGGREGATOR and AS4_PATH are both ignored */
+	uint8_t real[] = {ORIGIN_NH, ASP2, 0xc0, 0x07, 0x06, 0xfd, 0xea, 1, 2, 3, 4,
+			  0xc0, 0x12, 0x08, AS4A, 1, 2, 3, 4,
+			  0xc0, 0x11, 0x0e, 0x02, 0x03, AS4A, AS4B, 0, 0, 0, 100};
+	assert_string_equal(as4_path_of(real, sizeof(real), false, &u, buf, sizeof(buf)),
+			    "65002 23456 23456 100");
+	assert_int_equal(u.attrs.aggregator_as, 65002);
+	bgp_update_free(&u);
+	/* a malformed AS4_AGGREGATOR is discarded */
+	uint8_t bad[] = {ORIGIN_NH, ASP2, 0xc0, 0x07, 0x06, 0x5b, 0xa0, 1, 2, 3, 4,
+			 0xc0, 0x12, 0x06, 0xfa, 0x56, 1, 2, 3, 4};
+	as4_path_of(bad, sizeof(bad), false, &u, buf, sizeof(buf));
+	assert_true(u.attr_discarded);
+	assert_int_equal(u.attrs.aggregator_as, BGP_AS_TRANS);
+	bgp_update_free(&u);
+}
+
+/* The value of attribute `type` in the UPDATE message m (header included), or NULL. */
+static const uint8_t *find_attr(const uint8_t *m, size_t n, uint8_t type, size_t *len)
+{
+	size_t off = BGP_HDR_LEN + 2 + (m[BGP_HDR_LEN] << 8 | m[BGP_HDR_LEN + 1]);
+	size_t end = off + 2 + (m[off] << 8 | m[off + 1]);
+	assert_true(end <= n);
+	for (off += 2; off < end;) {
+		uint8_t fl = m[off], t = m[off + 1];
+		size_t l = fl & BGP_AF_EXTLEN ? (size_t)(m[off + 2] << 8 | m[off + 3]) : m[off + 2];
+		size_t h = fl & BGP_AF_EXTLEN ? 4 : 3;
+		if (t == type) {
+			*len = l;
+			return m + off + h;
+		}
+		off += h + l;
+	}
+	return NULL;
+}
+
+/* twill to an OLD peer: AS_PATH with AS_TRANS plus AS4_PATH (and AS4_AGGREGATOR), which
+ * the peer's parse merges back; to a NEW peer neither. */
+static void test_as4_encode(void **state)
+{
+	(void)state;
+	struct bgp_attrs a;
+	memset(&a, 0, sizeof(a));
+	bgp_aspath_prepend(&a, 100);
+	bgp_aspath_prepend(&a, 4200000002u);
+	bgp_aspath_prepend(&a, 4200000001u);
+	/* a confederation segment in front: in AS_PATH, not in AS4_PATH */
+	a.path = realloc(a.path, (a.npath + 2) * 4);
+	memmove(a.path + 2, a.path, a.npath * 4);
+	a.path[0] = (uint32_t)BGP_AS_CONFED_SEQUENCE << 16 | 1;
+	a.path[1] = 65100;
+	a.npath += 2;
+	a.nh = A("10.0.0.1");
+	a.has = BGP_A_AGGREGATOR;
+	a.aggregator_as = 4200000001u;
+	a.aggregator_id = 0x0a000001;
+	struct ipprefix p = P("10.1.0.0/24");
+	uint8_t m[BGP_MAX_LEN];
+	size_t used, len;
+	size_t n = bgp_update_build(m, sizeof(m), &a, false, BGP_FAM_V4, &p, 1, &used);
+	assert_true(n > 0);
+	const uint8_t *v = find_attr(m, n, BGP_ATTR_AS_PATH, &len);
+	static const uint8_t asp[] = {3, 1, 0xfe, 0x4c, 2, 3, 0x5b, 0xa0, 0x5b, 0xa0, 0, 100};
+	assert_non_null(v);
+	assert_int_equal(len, sizeof(asp));
+	assert_memory_equal(v, asp, sizeof(asp));
+	v = find_attr(m, n, BGP_ATTR_AS4_PATH, &len);
+	static const uint8_t as4p[] = {2, 3, AS4A, AS4B, 0, 0, 0, 100};
+	assert_non_null(v);
+	assert_int_equal(len, sizeof(as4p));
+	assert_memory_equal(v, as4p, sizeof(as4p));
+	assert_int_equal(v[-3], BGP_AF_OPTIONAL | BGP_AF_TRANSITIVE);
+	v = find_attr(m, n, BGP_ATTR_AGGREGATOR, &len);
+	assert_non_null(v);
+	assert_int_equal(len, 6);
+	assert_int_equal(v[0] << 8 | v[1], BGP_AS_TRANS);
+	v = find_attr(m, n, BGP_ATTR_AS4_AGGREGATOR, &len);
+	assert_non_null(v);
+	assert_int_equal(len, 8);
+	/* the OLD peer's view merged back by a NEW speaker */
+	struct bgp_update u;
+	struct bgp_err e;
+	char buf[128];
+	assert_int_equal(bgp_update_parse(m + BGP_HDR_LEN, n - BGP_HDR_LEN, false, &u, &e), 0);
+	assert_false(u.attr_discarded || u.treat_as_withdraw);
+	assert_string_equal(bgp_aspath_fmt(&u.attrs, buf, sizeof(buf)),
+			    "65100 4200000001 4200000002 100");
+	assert_int_equal(u.attrs.aggregator_as, 4200000001u);
+	bgp_update_free(&u);
+	/* to a NEW peer: no AS4_PATH, no AS4_AGGREGATOR */
+	n = bgp_update_build(m, sizeof(m), &a, true, BGP_FAM_V4, &p, 1, &used);
+	assert_null(find_attr(m, n, BGP_ATTR_AS4_PATH, &len));
+	assert_null(find_attr(m, n, BGP_ATTR_AS4_AGGREGATOR, &len));
+	/* to an OLD peer with only 2-octet ASes: no AS4_PATH either */
+	bgp_attrs_clear(&a);
+	bgp_aspath_prepend(&a, 65001);
+	a.nh = A("10.0.0.1");
+	n = bgp_update_build(m, sizeof(m), &a, false, BGP_FAM_V4, &p, 1, &used);
+	assert_null(find_attr(m, n, BGP_ATTR_AS4_PATH, &len));
+	assert_non_null(find_attr(m, n, BGP_ATTR_AS_PATH, &len));
+	bgp_attrs_clear(&a);
+}
+
+/* RFC 2545 next hops: a link-local-only next hop (alone, or behind ::) lands in mp_nh_ll
+ * with mp_nh unset; global + link-local keeps both; a link-local-only one is sent alone. */
+static void test_mp_reach_link_local(void **state)
+{
+	(void)state;
+	static const uint8_t fe80_2[16] = {0xfe, 0x80, [15] = 2};
+	static const uint8_t fd00_2[16] = {0xfd, 0x00, [15] = 2};
+	static const uint8_t zero[16] = {0};
+	const struct {
+		const uint8_t *a, *b; /* b NULL: a 16-byte next hop */
+		const char *global, *ll;
+	} cases[] = {
+	    {fe80_2, NULL, NULL, "fe80::2"},
+	    {zero, fe80_2, NULL, "fe80::2"},
+	    {fe80_2, fe80_2, NULL, "fe80::2"},
+	    {fd00_2, fe80_2, "fd00::2", "fe80::2"},
+	    {fd00_2, NULL, "fd00::2", NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint8_t attrs[128];
+		size_t n = 0, nhl = cases[i].b ? 32 : 16;
+		static const uint8_t base[] = {0x40, 0x01, 0x01, 0x00, 0x40, 0x02, 0x00};
+		memcpy(attrs, base, sizeof(base));
+		n = sizeof(base);
+		attrs[n++] = 0x80, attrs[n++] = 0x0e, attrs[n++] = (uint8_t)(5 + nhl + 9);
+		attrs[n++] = 0, attrs[n++] = 2, attrs[n++] = 1, attrs[n++] = (uint8_t)nhl;
+		memcpy(attrs + n, cases[i].a, 16), n += 16;
+		if (cases[i].b)
+			memcpy(attrs + n, cases[i].b, 16), n += 16;
+		attrs[n++] = 0;
+		static const uint8_t pfx[] = {64, 0xfd, 0x09, 0, 0, 0, 0, 0, 0}; /* fd09::/64 */
+		memcpy(attrs + n, pfx, sizeof(pfx)), n += sizeof(pfx);
+		struct bgp_update u;
+		parse_one(attrs, n, false, true, &u);
+		char buf[IP_STRLEN];
+		if (cases[i].global)
+			assert_string_equal(ip_fmt(&u.attrs.mp_nh, buf), cases[i].global);
+		else
+			assert_false(ip_is_set(&u.attrs.mp_nh));
+		if (cases[i].ll)
+			assert_string_equal(ip_fmt(&u.attrs.mp_nh_ll, buf), cases[i].ll);
+		else
+			assert_false(ip_is_set(&u.attrs.mp_nh_ll));
+		/* and back: what was parsed builds the same next hop */
+		uint8_t out[BGP_MAX_LEN];
+		size_t used, nl;
+		struct ipprefix p = P("fd09::/64");
+		size_t ol = bgp_update_build(out, sizeof(out), &u.attrs, true, BGP_FAM_V6, &p, 1,
+					     &used);
+		const uint8_t *v = find_attr(out, ol, BGP_ATTR_MP_REACH, &nl);
+		assert_non_null(v);
+		assert_int_equal(v[3], cases[i].global && cases[i].ll ? 32 : 16);
+		assert_memory_equal(v + 4, cases[i].global ? cases[i].a : fe80_2, 16);
+		bgp_update_free(&u);
+	}
+}
+
 static void test_notification_refresh(void **state)
 {
 	(void)state;
@@ -561,6 +837,10 @@ int main(void)
 	    cmocka_unit_test(test_update_roundtrip_v6),
 	    cmocka_unit_test(test_update_packing),
 	    cmocka_unit_test(test_aspath),
+	    cmocka_unit_test(test_as4_path_merge),
+	    cmocka_unit_test(test_as4_aggregator),
+	    cmocka_unit_test(test_as4_encode),
+	    cmocka_unit_test(test_mp_reach_link_local),
 	    cmocka_unit_test(test_notification_refresh),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/ip.h"
@@ -151,12 +152,89 @@ static void test_strings(void **state)
 	assert_true(t1 >= t0);
 }
 
+/* a streamed file replaces the old one only when its content changed */
+static void test_file_stream(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/twill-test-lib-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *f = xasprintf("%s/s.json", dir);
+	uint64_t last = 0;
+	struct file_stream fs;
+	FILE *out = file_stream_open(&fs, f);
+	assert_non_null(out);
+	json_put_str(out, "a\"b\\c\n");
+	for (int i = 0; i < 20000; i++) /* more than one buffer */
+		fputs("0123456789", out);
+	assert_int_equal(file_stream_commit(&fs, f, &last), 1);
+	assert_int_not_equal(last, 0);
+	assert_int_equal(file_hash(f), last);
+	char *data;
+	size_t len;
+	assert_int_equal(file_read(f, &data, &len), 0);
+	assert_int_equal(len, 15 + 200000);
+	assert_memory_equal(data, "\"a\\\"b\\\\c\\u000a\"", 15);
+	free(data);
+	struct stat st0, st1;
+	assert_int_equal(stat(f, &st0), 0);
+	/* the same content again: not replaced (same inode), no temporary file left */
+	uint64_t before = last;
+	last = 0; /* unknown (a restart): the file on disk is hashed */
+	out = file_stream_open(&fs, f);
+	json_put_str(out, "a\"b\\c\n");
+	for (int i = 0; i < 20000; i++)
+		fputs("0123456789", out);
+	assert_int_equal(file_stream_commit(&fs, f, &last), 0);
+	assert_int_equal(last, before);
+	assert_int_equal(stat(f, &st1), 0);
+	assert_int_equal(st0.st_ino, st1.st_ino);
+	/* different content: replaced */
+	out = file_stream_open(&fs, f);
+	fputs("{}", out);
+	assert_int_equal(file_stream_commit(&fs, f, &last), 1);
+	assert_int_equal(file_read(f, &data, &len), 0);
+	assert_string_equal(data, "{}");
+	free(data);
+	assert_int_equal(file_hash("/nonexistent/twill"), 0);
+	/* a directory that does not exist: an error, nothing written */
+	char *bad = xasprintf("%s/no/such/s.json", dir);
+	assert_null(file_stream_open(&fs, bad));
+	assert_int_equal(fs.err, -ENOENT);
+	free(bad);
+	assert_int_equal(rm_rf(dir), 0);
+	free(f);
+}
+
+static void test_intern(void **state)
+{
+	(void)state;
+	char a[] = "node-a", b[] = "node-a";
+	const char *x = str_intern(a), *y = str_intern(b);
+	assert_ptr_equal(x, y);
+	assert_ptr_not_equal(x, a);
+	assert_string_equal(x, "node-a");
+	assert_null(str_intern(NULL));
+	const char *first[300];
+	for (int i = 0; i < 300; i++) { /* through several table growths */
+		char n[16];
+		snprintf(n, sizeof(n), "n%d", i);
+		first[i] = str_intern(n);
+	}
+	for (int i = 0; i < 300; i++) {
+		char n[16];
+		snprintf(n, sizeof(n), "n%d", i);
+		assert_ptr_equal(str_intern(n), first[i]);
+	}
+	assert_ptr_equal(str_intern("node-a"), x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_fmt), cmocka_unit_test(test_contains_covers),
-		cmocka_unit_test(test_subnets),	  cmocka_unit_test(test_cmp),
-		cmocka_unit_test(test_files),	  cmocka_unit_test(test_strings),
+	    cmocka_unit_test(test_parse_fmt),	cmocka_unit_test(test_contains_covers),
+	    cmocka_unit_test(test_subnets),	cmocka_unit_test(test_cmp),
+	    cmocka_unit_test(test_files),	cmocka_unit_test(test_strings),
+	    cmocka_unit_test(test_file_stream), cmocka_unit_test(test_intern),
 	};
 	return cmocka_run_group_tests_name("lib", tests, NULL, NULL);
 }

@@ -17,11 +17,13 @@
 
 /* cmocka needs the headers above first */
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "in_netns.h"
 #include "lib/util.h"
 #include "model/manifest.h"
 #include "proxy/nft.h"
+#include "proxy/svc_list.h"
 #include "proxy/svc_plan.h"
 #include "store/store.h"
 
@@ -334,6 +336,80 @@ static const char *eps_yaml(const char *svc, const char *ip)
 		 "endpoints: [{addresses: [%s]}]\n",
 		 svc, svc, ip);
 	return buf;
+}
+
+/* services.json (streamed, not built as a json-c tree): every entry in address order, its
+ * backends, and the planner's errors by Service. */
+static void test_services_json(void **state)
+{
+	(void)state;
+	struct store *s = store_new();
+	put(s, "b.yaml", svc_yaml("b", "10.96.0.2", 30002));
+	put(s, "b-eps.yaml",
+	    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+	    "metadata: {name: b-1, labels: {kubernetes.io/service-name: b}}\n"
+	    "addressType: IPv4\nports: [{port: 8080}]\n"
+	    "endpoints: [{addresses: [10.244.2.1], nodeName: \"n\\\"2\"},\n"
+	    "            {addresses: [10.244.1.1], nodeName: n1}]\n");
+	put(s, "a.yaml",
+	    "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n  annotations:\n"
+	    "    twill.io/lb-scheduler: nope\n"
+	    "spec: {clusterIP: 10.96.0.1, ports: [{port: 53, protocol: UDP}]}\n");
+	struct ipaddr addrs[] = {A("192.168.10.100")};
+	struct svc_planner *sp = svc_planner_new(s, &(struct svc_plan_in){"n1", addrs, 1});
+	svc_planner_update(sp, NULL);
+	char *text = svc_services_json(sp, "n1", "nftables");
+	json_object *j = json_tokener_parse(text);
+	assert_non_null(j);
+	json_object *v, *list, *errs;
+	assert_true(json_object_object_get_ex(j, "node", &v));
+	assert_string_equal(json_object_get_string(v), "n1");
+	assert_true(json_object_object_get_ex(j, "dataplane", &v));
+	assert_string_equal(json_object_get_string(v), "nftables");
+	assert_true(json_object_object_get_ex(j, "services", &list));
+	assert_int_equal(json_object_array_length(list), 3);
+	static const char *const order[][3] = {{"10.96.0.1", "UDP", "default/a"},
+					       {"10.96.0.2", "TCP", "default/b"},
+					       {"192.168.10.100", "TCP", "default/b"}};
+	for (size_t i = 0; i < 3; i++) {
+		json_object *e = json_object_array_get_idx(list, i);
+		assert_true(json_object_object_get_ex(e, "address", &v));
+		assert_string_equal(json_object_get_string(v), order[i][0]);
+		assert_true(json_object_object_get_ex(e, "protocol", &v));
+		assert_string_equal(json_object_get_string(v), order[i][1]);
+		assert_true(json_object_object_get_ex(e, "service", &v));
+		assert_string_equal(json_object_get_string(v), order[i][2]);
+	}
+	json_object *b = json_object_array_get_idx(list, 1), *bes, *be;
+	assert_true(json_object_object_get_ex(b, "scope", &v));
+	assert_string_equal(json_object_get_string(v), "ClusterIP");
+	assert_true(json_object_object_get_ex(b, "masquerade", &v));
+	assert_false(json_object_get_boolean(v));
+	assert_true(json_object_object_get_ex(b, "backends", &bes));
+	assert_int_equal(json_object_array_length(bes), 2);
+	be = json_object_array_get_idx(bes, 1);
+	assert_true(json_object_object_get_ex(be, "ip", &v));
+	assert_string_equal(json_object_get_string(v), "10.244.2.1");
+	assert_true(json_object_object_get_ex(be, "node", &v));
+	assert_string_equal(json_object_get_string(v), "n\"2"); /* escaped, and back */
+	assert_true(json_object_object_get_ex(be, "weight", &v));
+	assert_int_equal(json_object_get_int(v), 1);
+	assert_true(json_object_object_get_ex(be, "ready", &v));
+	assert_true(json_object_get_boolean(v));
+	be = json_object_array_get_idx(bes, 0);
+	assert_true(json_object_object_get_ex(be, "local", &v));
+	assert_true(json_object_get_boolean(v));
+	json_object *np = json_object_array_get_idx(list, 2);
+	assert_true(json_object_object_get_ex(np, "masquerade", &v));
+	assert_true(json_object_get_boolean(v));
+	assert_true(json_object_object_get_ex(j, "errors", &errs));
+	assert_int_equal(json_object_object_length(errs), 1);
+	assert_true(json_object_object_get_ex(errs, "default/a", &v));
+	assert_non_null(strstr(json_object_get_string(v), "nope"));
+	json_object_put(j);
+	free(text);
+	svc_planner_free(sp);
+	store_free(s);
 }
 
 /* Schedulers and weights by annotation; a bad annotation is ignored as a whole, with a
@@ -672,6 +748,7 @@ int main(void)
 	    cmocka_unit_test(test_traffic_policies),
 	    cmocka_unit_test(test_no_entries),
 	    cmocka_unit_test(test_planner_incremental),
+	    cmocka_unit_test(test_services_json),
 	    cmocka_unit_test(test_lb_annotations),
 	    cmocka_unit_test(test_dual_stack),
 	    cmocka_unit_test(test_writer_dual_stack),

@@ -770,6 +770,59 @@ static void test_source_dir_coalesce(void **state)
 	rm_rf(t.path);
 }
 
+/* A rescan (SIGHUP) does not decode files whose bytes are those of their last clean load:
+ * their objects stay the very same; a changed file, or one whose last load reported errors,
+ * is decoded again (so its errors are reported again). */
+static void test_source_dir_rescan_unchanged(void **state)
+{
+	(void)state;
+	struct tdir t;
+	tdir_make(&t);
+	put(&t, "web.yaml", SVC_WEB("80"));
+	put(&t, "bad.yaml",
+	    "apiVersion: v1\nkind: Service\nmetadata:\n  name: other\nspec:\n  ports:\n"
+	    "  - port: \"not-a-port\"\n");
+	put(&t, "nodes.yml", NODE_A);
+	struct store *s = store_new();
+	struct diags ds = {0};
+	struct source_dir *src = source_dir_open(s, t.path, diag_cb, &ds);
+	assert_non_null(src);
+	assert_int_equal(source_dir_scan(src), 0);
+	const struct object *web = store_get(s, KIND_SERVICE, "default", "web");
+	const struct object *node = store_get(s, KIND_NODE, NULL, "a");
+	assert_non_null(web);
+	assert_non_null(node);
+	int bad = ds.n;
+	assert_true(bad >= 1);
+	struct rec r = {0};
+	store_subscribe(s, ~0u, rec_cb, &r);
+
+	assert_int_equal(source_dir_scan(src), 0);
+	assert_ptr_equal(store_get(s, KIND_SERVICE, "default", "web"), web);
+	assert_ptr_equal(store_get(s, KIND_NODE, NULL, "a"), node);
+	assert_int_equal(ds.n, 2 * bad); /* the bad file again */
+	assert_int_equal(r.n, 0);
+
+	/* the same length, other bytes: decoded */
+	put(&t, "web.yaml", SVC_WEB("81"));
+	assert_int_equal(source_dir_scan(src), 0);
+	const struct object *web2 = store_get(s, KIND_SERVICE, "default", "web");
+	assert_non_null(web2);
+	assert_int_equal(web2->svc.ports[0].port, 81);
+	assert_int_equal(r.n, 1);
+	/* removed while unchanged since: its objects go */
+	del(&t, "nodes.yml");
+	assert_int_equal(source_dir_scan(src), 0);
+	assert_null(store_get(s, KIND_NODE, NULL, "a"));
+	/* back with the same bytes as before: loaded again (it was forgotten) */
+	put(&t, "nodes.yml", NODE_A);
+	assert_int_equal(source_dir_scan(src), 0);
+	assert_non_null(store_get(s, KIND_NODE, NULL, "a"));
+	source_dir_close(src);
+	store_free(s);
+	rm_rf(t.path);
+}
+
 static void test_source_dir_load(void **state)
 {
 	(void)state;
@@ -808,6 +861,7 @@ int main(void)
 	    cmocka_unit_test(test_many),
 	    cmocka_unit_test(test_source_dir),
 	    cmocka_unit_test(test_source_dir_coalesce),
+	    cmocka_unit_test(test_source_dir_rescan_unchanged),
 	    cmocka_unit_test(test_source_dir_load),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
