@@ -2,12 +2,14 @@
 """Service dataplanes in the VM: IPVS vs nftables vs iptables, the agent itself, same run.
 
 Run inside the VM (Debian's cloud kernel has ip_vs; the development host's kernel does not):
-    make B=build/x vmcheck VMTESTS='bench/vm_bench_test.py -s' VM_TIMEOUT=1500
-(bench/vm_bench_test.py calls main() with the arguments in $VM_SVC_BENCH_ARGS, default
---sizes 10,1000,10000).  It also runs on any kernel, root only, with --dataplanes nft,ipt:
-    /usr/bin/python3 bench/vm_svc_bench.py [--sizes 10,1000,10000] [--endpoints 10]
-        [--dataplanes ipvs,nft,ipt] [--ipt-max-services 1000] [--timeout 240]
-        [--latency-sizes 10,1000,10000] [--connects 300] [--twill build/twill] [--json F]
+    make B=build/x vmbench        (or vmcheck VMTESTS='bench/vm_bench_test.py -s')
+(bench/vm_bench_test.py calls main() with the arguments in $VM_SVC_BENCH_ARGS, which
+scripts/vm/vm.py passes into the VM).  It also runs on any kernel, root only, with
+--dataplanes nft,ipt:
+    /usr/bin/python3 bench/vm_svc_bench.py [--sizes 10,100,1000,3000,10000] [--endpoints 10]
+        [--dataplanes ipvs,nft,ipt] [--ipt-max-services 1000] [--timeout 600]
+        [--latency-sizes all] [--connects 300] [--sync-period 0] [--twill build/twill]
+        [--json F]
 
 The Services and EndpointSlices are bench/svc_bench.py's (its gen_manifests: N Services x E
 endpoints, the first 2000 NodePort, the slice of Service N/2 alone in change.yaml), plus one
@@ -15,7 +17,8 @@ Node object "node" (InternalIP 10.201.0.1).  `twill proxy-debug` drives only the
 writer, so here all three dataplanes are driven the same way, by the real agent:
 
     twill agent --node node --manifests DIR --state-dir S --routing host-gw --policy off
-          --proxy ipvs|nftables|iptables --log-level debug --log-file S/agent.log
+          --proxy ipvs|nftables|iptables --sync-period 0 --log-level debug
+          --log-file S/agent.log
 
 started directly in a fresh namespace tsvb<pid>-node (setns in the forked child; the client
 and backend namespaces of svc_bench's connect test hang off it).  Times come from the agent's
@@ -26,23 +29,32 @@ own log lines (UTC timestamps, 1 ms resolution, the same clock as this script):
               services and real servers, the ClusterIPs on kube-ipvs0 and the nftables sets
               beside them; iptables: iptables-save + iptables-restore --noflush).
   one change  one endpoint of change.yaml replaced (one removed, one added) by a rename,
-              to the agent's next "<dataplane>: incremental sync" line (iptables: its next
-              "full sync": every iptables sync rewrites the ruleset).  The agent is woken by
-              inotify and syncs in its next round.
+              to the agent's first sync line that applied it: "<dataplane>: incremental
+              sync" with real servers (IPVS) or elements (nftables) changed; iptables: its
+              next "full sync" (every iptables sync rewrites the ruleset).  The kind of the
+              sync that applied it is recorded ("incremental" or "full": a change absorbed
+              by a periodic resync is told apart).  The agent runs with --sync-period 0
+              (no periodic resync, as --sync-period says: at 10,000 Services under TCG a
+              resync takes most of kube-proxy's 30 s and would absorb the change and slow
+              the connect test).
+  resync      SIGHUP to the agent (re-read the manifests, dump the kernel, diff, write
+              nothing) to its next "<dataplane>: full sync" line: what the periodic resync
+              costs, plus the re-parse (not for iptables: its every sync is the full one
+              measured as "one change").
   connect     svc_bench's measure_latency: a client namespace connects --connects times to the
               ClusterIP of the last Service (one endpoint: a listener in a backend namespace,
               routed through the node), p50/p99 of connect().
-  peak RSS    ru_maxrss of the agent from wait4() (iptables: with iptables-save/-restore).
+  RSS         the agent's VmHWM and VmRSS from /proc before it is stopped, and ru_maxrss
+              from wait4() (iptables: with iptables-save/-restore).
   kernel      ipvs: virtual services and real servers in /proc/net/ip_vs, addresses on
               kube-ipvs0; nft: svc_bench's nft_counts; iptables: its ipt_counts.
 
-Every agent run is bounded by --timeout (its process group is killed and the result says
-"timeout"); iptables is skipped above --ipt-max-services (reported as "skipped").
+Every phase of an agent run is bounded by --timeout (its process group is killed and the
+result says "timeout"); iptables is skipped above --ipt-max-services (reported as "skipped").
 Namespaces are svc_bench's tsvb<pid>-*, removed at start (dead pids) and at exit.
 """
 import argparse
 import contextlib
-import datetime
 import json
 import os
 import re
@@ -62,27 +74,20 @@ AGENT_DP = {"ipvs": "ipvs", "nft": "nftables", "ipt": "iptables"}
 NODE_DOC = ("apiVersion: v1\nkind: Node\nmetadata:\n  name: node\n  labels: "
             "{kubernetes.io/hostname: node, kubernetes.io/os: linux}\nstatus:\n  addresses:\n"
             "  - {type: InternalIP, address: %s}\n  - {type: Hostname, address: node}\n")
-LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z ")
-
-
-def log_time(line):
-    m = LOG_TS.match(line)
-    if not m:
-        return None
-    dt = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f")
-    return dt.replace(tzinfo=datetime.timezone.utc).timestamp()
+log_time = sb.log_ts  # the agent log line's UTC time, seconds
 
 
 class Agent:
     """One `twill agent` in the node namespace, its log read as it grows."""
 
-    def __init__(self, tw, dp, mdir, sdir, timeout):
+    def __init__(self, tw, dp, mdir, sdir, timeout, sync_period):
         self.log = sdir / "agent.log"
         self.pos = 0
         self.deadline = time.monotonic() + timeout
         cmd = [tw, "agent", "--node", "node", "--manifests", str(mdir), "--state-dir",
                str(sdir), "--routing", "host-gw", "--policy", "off", "--proxy", AGENT_DP[dp],
-               "--cluster-cidr", "10.244.0.0/16", "--log-level", "debug",
+               "--cluster-cidr", "10.244.0.0/16", "--sync-period", str(sync_period),
+               "--log-level", "debug",
                "--log-file", str(self.log)]
         nspath = "/run/netns/" + sb.NODE
         self.t0 = time.time()
@@ -93,10 +98,12 @@ class Agent:
         self.status = self.rusage = None
         self.errors, self.lines = [], []
 
-    def wait_line(self, pattern):
-        """The time (log clock) of the first new log line matching pattern, or None when
-        the agent exits or the run's deadline passes; error lines are collected."""
+    def wait_line(self, pattern, accept=None):
+        """The time (log clock) of the first new log line matching pattern (and accept(line)
+        when given), or None when the agent exits or the run's deadline passes; error lines
+        are collected, the matching line is kept in self.match."""
         rx = re.compile(pattern)
+        self.match = None
         while time.monotonic() < self.deadline:
             try:
                 with open(self.log, "rb") as f:
@@ -111,7 +118,8 @@ class Agent:
                     self.errors.append(line[:300])
                 if len(self.lines) < 200:
                     self.lines.append(line)
-                if rx.search(line):
+                if rx.search(line) and (accept is None or accept(line)):
+                    self.match = line
                     return log_time(line)
             if self.exited():
                 return None
@@ -136,17 +144,28 @@ class Agent:
         return int(st[11]) + int(st[12]), bool(kids.strip())
 
     def quiet(self, seconds, cap):
-        """Wait until the agent is idle: its log has not grown, it used no CPU and had no
-        child for `seconds` (at most cap seconds)."""
-        end, last, since = time.monotonic() + cap, None, time.monotonic()
+        """Wait until the agent is idle: its log has not grown, it had no child and used
+        under 5% of a CPU for `seconds` (at most cap seconds; its 250 ms tick costs a
+        clock tick now and then)."""
+        end, last, since, cpu0 = time.monotonic() + cap, None, time.monotonic(), None
         while time.monotonic() < end and not self.exited():
             cpu, kids = self.busy()
-            now = (self.log.stat().st_size if self.log.exists() else 0, cpu)
-            if now != last or kids:
-                last, since = now, time.monotonic()
-            elif time.monotonic() - since >= seconds:
+            size = self.log.stat().st_size if self.log.exists() else 0
+            now = time.monotonic()
+            if size != last or kids or cpu is None or cpu0 is None or \
+                    cpu - cpu0 > 5 * max(seconds, now - since):  # 100 ticks/s
+                last, since, cpu0 = size, now, cpu
+            elif now - since >= seconds:
                 return
             time.sleep(0.05)
+
+    def memory(self):
+        """VmHWM and VmRSS of the agent in kB (None when it is gone)."""
+        try:
+            st = open("/proc/%d/status" % self.p.pid).read()
+        except OSError:
+            return None
+        return {k: int(v) for k, v in re.findall(r"^(VmHWM|VmRSS):\s+(\d+) kB", st, re.M)}
 
     def stop(self):
         """SIGTERM (SIGKILL after 20 s); returns the agent's peak RSS in kB (ru_maxrss;
@@ -187,7 +206,7 @@ def bench_one(tw, dp, n, e, src, chg, lat, args, work):
     sdir.mkdir()
     sb.make_node(with_pods)
     res = {"dataplane": dp, "services": n, "endpoints_per_service": e}
-    ag = Agent(tw, dp, mdir, sdir, args.timeout)
+    ag = Agent(tw, dp, mdir, sdir, args.timeout, args.sync_period)
     name = AGENT_DP[dp]
     try:
         t = ag.wait_line(r" %s: full sync" % name)
@@ -223,18 +242,47 @@ def bench_one(tw, dp, n, e, src, chg, lat, args, work):
         ag.deadline = time.monotonic() + args.timeout
         t1 = time.time()
         sb.change_one(mdir, chg, lat, e)
-        pat = r" iptables: full sync" if dp == "ipt" else r" %s: incremental sync" % name
-        t = ag.wait_line(pat)
-        res["change"] = ({"wall_ms": (t - t1) * 1e3} if t is not None else
+        t = ag.wait_line(r" %s: (full|incremental) sync" % name, applied(dp))
+        res["change"] = ({"wall_ms": (t - t1) * 1e3, "kind": sync_kind(ag.match)}
+                         if t is not None else {"timeout": not ag.exited(), "rc": ag.status})
+        print("%s %d: one change %s" % (dp, n, json.dumps(res["change"])), flush=True)
+        if t is None or dp == "ipt":  # iptables: a resync is the same full sync
+            return res
+        ag.quiet(0.5, 10)
+        ag.pos = ag.log.stat().st_size
+        ag.deadline = time.monotonic() + args.timeout
+        t1 = time.time()
+        os.kill(ag.p.pid, signal.SIGHUP)
+        t = ag.wait_line(r" %s: full sync" % name)
+        res["resync"] = ({"wall_ms": (t - t1) * 1e3} if t is not None else
                          {"timeout": not ag.exited(), "rc": ag.status})
         return res
     finally:
+        res["rss_kb"] = ag.memory()
         res["maxrss_kb"] = ag.stop()
         res["errors"] = ag.errors[:5]
         if time.monotonic() > ag.deadline:
             res.setdefault("note", "run deadline (--timeout %s s) reached" % args.timeout)
         sb.cleanup_netns()
         shutil.rmtree(mdir, ignore_errors=True)
+
+
+def applied(dp):
+    """Whether a sync line shows the change: a Service changed (IPVS, nftables; a sync of
+    other objects, e.g. the Node's status, does not count); iptables' every sync rewrites
+    everything."""
+    if dp == "ipt":
+        return None
+
+    def shows(line):
+        m = re.search(r"(\d+) Services changed", line)
+        return bool(m) and int(m.group(1)) > 0
+    return shows
+
+
+def sync_kind(line):
+    m = re.search(r": (full|incremental) sync", line or "")
+    return m.group(1) if m else None
 
 
 def fmt(r, key):
@@ -249,30 +297,50 @@ def fmt(r, key):
 
 
 def summarize(results, skipped):
-    print("\n%-5s %7s %11s %10s %15s  %s" % ("dp", "svcs", "full ms", "change ms",
-                                           "connect p50/p99", "kernel"), flush=True)
+    print("\n%-5s %7s %11s %12s %10s %15s %9s  %s" % (
+        "dp", "svcs", "full ms", "change ms", "resync ms", "connect p50/p99", "RSS MB",
+        "kernel"), flush=True)
     for r in results:
         lt = r.get("latency") or {}
         con = ("%.0f/%.0f us" % (lt["p50_us"], lt["p99_us"]) if lt.get("p50_us") is not None
                else (lt.get("error", "-")[:15] if lt else "-"))
-        print("%-5s %7d %11s %10s %15s  %s" % (r["dataplane"], r["services"], fmt(r, "full"),
-                                               fmt(r, "change"), con,
-                                               json.dumps(r.get("counts", {}))), flush=True)
+        chg = fmt(r, "change")
+        if (r.get("change") or {}).get("kind") == "full" and r["dataplane"] != "ipt":
+            chg += "(full)"
+        rss = (r.get("rss_kb") or {}).get("VmHWM") or r.get("maxrss_kb")
+        print("%-5s %7d %11s %12s %10s %15s %9s  %s" % (
+            r["dataplane"], r["services"], fmt(r, "full"), chg, fmt(r, "resync"), con,
+            "%.0f" % (rss / 1024) if rss else "-", json.dumps(r.get("counts", {}))),
+            flush=True)
     for dp, n in skipped:
         print("%-5s %7d %11s" % (dp, n, "skipped"), flush=True)
-    # ratios at the same size
     by = {(r["dataplane"], r["services"]): r for r in results}
+
+    def val(dp, n, key):
+        d = (by.get((dp, n)) or {}).get(key) or {}
+        if key == "latency":
+            return d.get("p50_us")
+        return d.get("wall_ms")
+    # ratios at the same size
     for n in sorted({r["services"] for r in results}):
         parts = []
         for a, b in (("ipt", "ipvs"), ("ipt", "nft"), ("ipvs", "nft")):
-            ra, rb = by.get((a, n)), by.get((b, n))
-            for key in ("full", "change"):
-                x = ((ra or {}).get(key) or {}).get("wall_ms")
-                y = ((rb or {}).get(key) or {}).get("wall_ms")
+            for key in ("full", "change", "latency"):
+                x, y = val(a, n, key), val(b, n, key)
                 if x and y:
-                    parts.append("%s/%s %s %.1fx" % (a, b, key, x / y))
+                    parts.append("%s/%s %s %.2fx" % (a, b, key, x / y))
         if parts:
             print("ratios at %d: %s" % (n, "; ".join(parts)), flush=True)
+    # the curves: growth per added Service between neighbouring sizes
+    for dp in AGENT_DP:
+        ns = sorted(n for (d, n) in by if d == dp)
+        for key, unit in (("full", "ms"), ("change", "ms"), ("latency", "us")):
+            pts = [(n, val(dp, n, key)) for n in ns if val(dp, n, key)]
+            if len(pts) > 1:
+                print("curve %s %s: %s; per added Service: %s" % (
+                    dp, key, ", ".join("%d:%.0f%s" % (n, v, unit) for n, v in pts),
+                    ", ".join("%.3g%s" % ((v2 - v1) / (n2 - n1), unit) for (n1, v1), (n2, v2)
+                              in zip(pts, pts[1:]))), flush=True)
 
 
 def kill_runs(signum, frame):
@@ -285,18 +353,23 @@ def kill_runs(signum, frame):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", default="10,1000,10000")
+    ap.add_argument("--sizes", default="10,100,1000,3000,10000")
     ap.add_argument("--endpoints", type=int, default=10)
     ap.add_argument("--dataplanes", default="ipvs,nft,ipt")
     ap.add_argument("--ipt-max-services", type=int, default=1000)
-    ap.add_argument("--timeout", type=float, default=240)
-    ap.add_argument("--latency-sizes", default="10,1000,10000")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds per phase")
+    ap.add_argument("--latency-sizes", default="all")
+    ap.add_argument("--sync-period", type=int, default=0,
+                    help="the agent's --sync-period (0: no periodic resync)")
     ap.add_argument("--connects", type=int, default=300)
     ap.add_argument("--twill", default=os.environ.get("TWILL", str(ROOT / "build" / "twill")))
+    ap.add_argument("--no-warmup", dest="warmup", action="store_false",
+                    help="skip the uncounted first run per dataplane (module loading)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     sizes = args.sizes = [int(x) for x in args.sizes.split(",") if x]
-    args.latency_sizes = {int(x) for x in args.latency_sizes.split(",") if x}
+    args.latency_sizes = (set(sizes) if args.latency_sizes == "all" else
+                          {int(x) for x in args.latency_sizes.split(",") if x})
     dps = [x for x in args.dataplanes.split(",") if x]
     for dp in dps:
         if dp not in AGENT_DP:
@@ -322,6 +395,17 @@ def main(argv=None):
         os.cpu_count()), flush=True)
     t_all = time.perf_counter()
     try:
+        if args.warmup:
+            # the first run of a dataplane loads its kernel modules (ip_vs_rr, nf_tables'
+            # expressions, xt matches: seconds under TCG): once each, not counted
+            src = work / "warmup"
+            src.mkdir()
+            chg, lat = sb.gen_manifests(src, 2, 2)
+            sb.write(src / "node.yaml", NODE_DOC % sb.NODE_IP)
+            for dp in dps:
+                r = bench_one(tw, dp, 2, 2, src, chg, lat, args, work)
+                print("warm-up %s: %s" % (dp, json.dumps(r.get("full"))), flush=True)
+            shutil.rmtree(src, ignore_errors=True)
         for n in sizes:
             src = work / ("n%d" % n)
             src.mkdir()

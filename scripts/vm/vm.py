@@ -24,6 +24,7 @@ import json
 import os
 import re
 import selectors
+import shlex
 import shutil
 import stat
 import subprocess
@@ -43,7 +44,8 @@ MODULE_DIRS = ("kernel/net/", "kernel/lib/", "kernel/crypto/", "kernel/arch/",
                "kernel/drivers/net/wireguard/")
 MODULE_FILES = re.compile(r"^kernel/drivers/net/[^/]+\.ko$")
 PROJECT_DIRS = ("tests", "examples", "scripts", "bench")
-RESULT_RE = re.compile(r"^(\S+::\S+)\s+(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b")
+RESULT_WORDS = ("PASSED", "FAILED", "SKIPPED", "ERROR", "XFAIL", "XPASS")
+RESULT_RE = re.compile(r"^(\S+::\S+)\s+(%s)\b" % "|".join(RESULT_WORDS))
 EXIT_MARK = "TWILL-VM-EXIT"
 
 
@@ -155,6 +157,31 @@ def with_link_targets(paths):
     return out
 
 
+def alternatives(files):
+    """The names Debian's update-alternatives makes for the shipped files (in no package:
+    /usr/sbin/iptables -> /etc/alternatives/iptables -> /usr/sbin/iptables-nft), as
+    (link, target) pairs, from dpkg's records in /var/lib/dpkg/alternatives/<name> (mode,
+    master link, then slave name and link pairs up to an empty line).  So iptables and
+    ip6tables work in the VM with the host's choice of backend."""
+    shipped = {os.path.realpath(f) for f in files}
+    out = []
+    adir = Path("/var/lib/dpkg/alternatives")
+    for rec in sorted(adir.iterdir()) if adir.is_dir() else ():
+        lines = rec.read_text(errors="replace").split("\n")
+        if len(lines) < 2:
+            continue
+        pairs = [(rec.name, lines[1])]
+        for i in range(2, len(lines) - 1, 2):
+            if not lines[i]:
+                break
+            pairs.append((lines[i], lines[i + 1]))
+        for name, link in pairs:
+            alt = "/etc/alternatives/" + name
+            if os.path.islink(alt) and os.path.realpath(alt) in shipped:
+                out += [(link, alt), (alt, os.readlink(alt))]
+    return out
+
+
 def elf_libs(paths):
     """Shared libraries the given executables load, from ldd (for twill's own binary)."""
     libs = set()
@@ -243,6 +270,8 @@ def build_initramfs(out, kdir, version, twill, config, tests):
         for p in sorted(files):
             if os.path.lexists(p) and not os.path.isdir(p) or os.path.islink(p):
                 c.host(p, real_name(p))
+        for link, target in alternatives(files):
+            c.symlink(real_name(link), target)
         for p in ("/etc/passwd", "/etc/group", "/etc/protocols", "/etc/services",
                   "/etc/ethertypes", "/etc/nsswitch.conf", "/etc/ld.so.cache"):
             if os.path.exists(p):
@@ -339,7 +368,7 @@ def run_tests(cmd, timeout, console_log):
                          stderr=subprocess.STDOUT)
     sel = selectors.DefaultSelector()
     sel.register(p.stdout, selectors.EVENT_READ)
-    results, rc, buf = [], None, b""
+    results, rc, buf, pending = [], None, b"", None
     with open(console_log, "wb") as logf:
         while True:
             left = start + timeout - time.monotonic()
@@ -361,6 +390,12 @@ def run_tests(cmd, timeout, console_log):
                 m = RESULT_RE.match(line)
                 if m:
                     results.append((m.group(1), m.group(2)))
+                    pending = None
+                elif re.match(r"^\S+::\S+ ", line):
+                    pending = line.split()[0]  # with -s the test's output comes between
+                elif pending and line.strip() in RESULT_WORDS:
+                    results.append((pending, line.strip()))
+                    pending = None
                 if line.startswith(EXIT_MARK):
                     rc = int(line.split()[1])
     p.wait()
@@ -398,6 +433,10 @@ def main():
     version, kdir = fetch_kernel(vmdir)
     tests = a.tests or ["tests/vm"]
     config = f"VM_MODE={a.what}\nVM_ROOT={ROOT}\nTWILL={twill}\nVM_TIMEOUT={a.timeout}\n"
+    # host variables the tests read (the VM gets no environment otherwise)
+    for k in ["VM_SVC_BENCH_ARGS"] + os.environ.get("VM_ENV", "").split():
+        if k in os.environ and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+            config += f"export {k}={shlex.quote(os.environ[k])}\n"
     t0 = time.monotonic()
     initrd = vmdir / "initramfs.cpio"
     size, npkgs, nmods = build_initramfs(initrd, kdir, version, twill, config, tests)

@@ -845,6 +845,8 @@ static void ipvs_writer_make(struct agent *ag)
 	for (size_t i = 0; i < ag->o.ncidrs; i++)
 		if (ag->o.cidrs[i].addr.family == AF_INET)
 			cfg.cluster_cidr = &ag->o.cidrs[i]; /* pod traffic: no masquerade */
+		else
+			cfg.cluster_cidr6 = &ag->o.cidrs[i];
 	ag->vw = ipvs_writer_new(ag->sp, ag->store, &cfg);
 }
 

@@ -16,22 +16,27 @@
  *          SVC_ANN_SCHEDULER when it names an IPVS scheduler (rr, wrr, lc, wlc, lblc, lblcr,
  *          dh, sh, sed, nq, mh, fo, ovf, twos), else the writer's default (kube-proxy's
  *          --ipvs-scheduler, rr); sessionAffinity ClientIP = persistence with its timeout;
+ *          IPv4 and IPv6 alike (AF_INET6 virtual services with IPv6 real servers: each
+ *          entry gets the backends of its own family);
  *        - every ClusterIP, externalIP and LoadBalancer address on the dummy device
- *          `kube-ipvs0` (created down and NOARP, as kube-proxy does), so packets to them are
- *          local and reach IPVS in LOCAL_IN;
- *        - the rules kube-proxy keeps beside IPVS, in the nftables table `ip twill-ipvs`,
+ *          `kube-ipvs0` (created down and NOARP, as kube-proxy does; IPv4 /32, IPv6 /128
+ *          without DAD), so packets to them are local and reach IPVS in LOCAL_IN;
+ *        - the rules kube-proxy keeps beside IPVS, in the nftables tables `ip twill-ipvs`
+ *          and `ip6 twill-ipvs` (the same sets and rules per family, both always there),
  *          with sets, so the rule count is fixed:
  *            set services / cluster-ips / masq-services   ipv4_addr . inet_proto . inet_service
+ *                                                         (ip6: ipv6_addr . ...)
  *            map no-endpoints                             same key : verdict (reject | drop)
- *            set vips (ipv4_addr)                         the addresses on kube-ipvs0
- *            set hairpin (ipv4_addr . ipv4_addr)          backend . itself
- *            nat-prerouting / nat-output: to @cluster-ips from outside the cluster CIDR, or
+ *            set vips (ipv4_addr / ipv6_addr)             the addresses on kube-ipvs0
+ *            set hairpin (addr . addr)                    backend . itself
+ *            nat-prerouting / nat-output: to @cluster-ips from outside the family's
+ *                cluster CIDR (no such rule without one), or
  *                to @masq-services (external traffic, Cluster policy): mark for masquerade
  *            nat-postrouting: marked -> masquerade; ip saddr . ip daddr @hairpin -> masquerade
  *            filter-input / filter-output: @no-endpoints -> reject (TCP reset, ICMP port
- *                unreachable) or drop (Local policy, no local endpoint); new traffic to a
- *                vip on a port no Service serves -> reject (the node's own listeners are
- *                not exposed on Service addresses);
+ *                unreachable, ICMPv6 port unreachable) or drop (Local policy, no local
+ *                endpoint); new traffic to a vip on a port no Service serves -> reject
+ *                (the node's own listeners are not exposed on Service addresses);
  *        - net.ipv4.vs.conntrack=1 (IPVS keeps conntrack entries, so nftables' masquerade
  *          applies to what IPVS forwards), expire_nodest_conn=1 (a connection to a deleted
  *          real server ends at its next packet: a UDP client moves on) and
@@ -45,7 +50,7 @@
  *      nftables sets are refilled in one atomic transaction after a dump.
  *      Ownership: in the namespace where it runs, the writer owns every IPVS virtual
  *      service that has an address and port (fwmark services are left alone), the device
- *      kube-ipvs0 and the table `ip twill-ipvs`.  IPv4 only, like the nftables writer.
+ *      kube-ipvs0 and the tables `ip twill-ipvs` and `ip6 twill-ipvs`.
  */
 #pragma once
 #include <linux/netlink.h>
@@ -174,12 +179,14 @@ int ipvs_apply(struct ipvs_conn *c, const struct ipvs_op *ops, size_t n);
 /* ---- the writer ---- */
 struct store;
 struct ipvs_cfg {
-	const char *scheduler;		     /* NULL: IPVS_DEFAULT_SCHEDULER */
-	const struct ipprefix *cluster_cidr; /* pod traffic to ClusterIPs is not masqueraded;
-						NULL: nothing to ClusterIPs is */
-	const char *device;		     /* NULL: IPVS_DEVICE */
-	const char *table;		     /* NULL: IPVS_NFT_TABLE */
-	uint32_t masq_mark;		     /* 0: 0x4000 */
+	const char *scheduler;		      /* NULL: IPVS_DEFAULT_SCHEDULER */
+	const struct ipprefix *cluster_cidr;  /* pod traffic to ClusterIPs is not masqueraded;
+						 NULL: nothing to ClusterIPs is */
+	const struct ipprefix *cluster_cidr6; /* the same for IPv6 (either may be of either
+						 family: each is used for its own) */
+	const char *device;		      /* NULL: IPVS_DEVICE */
+	const char *table;		      /* NULL: IPVS_NFT_TABLE */
+	uint32_t masq_mark;		      /* 0: 0x4000 */
 };
 struct ipvs_sync_stats {
 	bool full;	   /* the kernel was dumped first */

@@ -1,6 +1,7 @@
 /* ipvs_writer: the Service planner's entries -> IPVS virtual services, addresses on
  * kube-ipvs0 and the nftables rules beside them (layout and guarantees: see ipvs.h). */
 #include <arpa/inet.h>
+#include <netinet/icmp6.h>
 #include <netinet/in.h>
 #include <netinet/ip_icmp.h>
 
@@ -10,10 +11,12 @@
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
+#include <linux/if_addr.h>
 #include <linux/ip_vs.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
+#include <linux/rtnetlink.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,31 +37,56 @@
 
 /* nftables data types of the set keys (nftables' datatype ids, 6 bits each in a concat) */
 #define T_IPADDR 7
+#define T_IP6ADDR 8
 #define T_PROTO 12
 #define T_SERVICE 13
 #define CAT(a, b) (((a) << 6) | (b))
-#define SVC_KEY_TYPE CAT(CAT(T_IPADDR, T_PROTO), T_SERVICE)
-#define SVC_KEY_LEN 12 /* address . protocol (padded to 4) . port (padded to 4) */
+#define KEY_MAX 32 /* the longest key: an IPv6 hairpin pair */
 
 enum nset { S_SERVICES, S_CLUSTER, S_MASQ, S_NOEP, S_VIPS, S_HAIRPIN, S_N };
 static const struct {
 	const char *name;
-	uint32_t key_type, key_len;
 	bool map;
 } sets[S_N] = {
-    [S_SERVICES] = {"services", SVC_KEY_TYPE, SVC_KEY_LEN, false},
-    [S_CLUSTER] = {"cluster-ips", SVC_KEY_TYPE, SVC_KEY_LEN, false},
-    [S_MASQ] = {"masq-services", SVC_KEY_TYPE, SVC_KEY_LEN, false},
-    [S_NOEP] = {"no-endpoints", SVC_KEY_TYPE, SVC_KEY_LEN, true},
-    [S_VIPS] = {"vips", T_IPADDR, 4, false},
-    [S_HAIRPIN] = {"hairpin", CAT(T_IPADDR, T_IPADDR), 8, false},
+    [S_SERVICES] = {"services", false},	 [S_CLUSTER] = {"cluster-ips", false},
+    [S_MASQ] = {"masq-services", false}, [S_NOEP] = {"no-endpoints", true},
+    [S_VIPS] = {"vips", false},		 [S_HAIRPIN] = {"hairpin", false},
 };
+
+/* The two tables: `ip twill-ipvs` (F4) and `ip6 twill-ipvs` (F6), the same sets and rules. */
+enum fam { F4, F6, NFAM };
+static const uint16_t nfproto[NFAM] = {NFPROTO_IPV4, NFPROTO_IPV6};
+
+static enum fam fam_of(const struct ipaddr *a)
+{
+	return a->family == AF_INET6 ? F6 : F4;
+}
+
+static uint32_t addr_len(enum fam f)
+{
+	return f == F6 ? 16 : 4;
+}
+
+/* vips: address; hairpin: address . address; the others address . protocol (padded to 4)
+ * . port (padded to 4) */
+static uint32_t key_type(enum nset set, enum fam f)
+{
+	uint32_t a = f == F6 ? T_IP6ADDR : T_IPADDR;
+	return set == S_VIPS ? a : set == S_HAIRPIN ? CAT(a, a) : CAT(CAT(a, T_PROTO), T_SERVICE);
+}
+
+static uint32_t key_len(enum nset set, enum fam f)
+{
+	uint32_t a = addr_len(f);
+	return set == S_VIPS ? a : set == S_HAIRPIN ? 2 * a : a + 8;
+}
 
 /* One wanted (or applied) set element; refs counts the virtual services asking for it. */
 struct elem {
 	uint8_t set;
+	uint8_t fam;
 	uint8_t len;
-	uint8_t key[SVC_KEY_LEN];
+	uint8_t key[KEY_MAX];
 	int verdict; /* S_NOEP: NF_DROP or NFT_GOTO (reject-chain) */
 	unsigned refs;
 };
@@ -75,8 +103,8 @@ struct ipvs_writer {
 	struct svc_planner *sp;
 	struct store *st;
 	char sched[IPVS_SCHED_LEN];
-	bool has_cidr;
-	struct ipprefix cidr;
+	bool has_cidr[NFAM];
+	struct ipprefix cidr[NFAM];
 	char *dev, *table;
 	uint32_t mark;
 
@@ -114,18 +142,22 @@ static uint8_t l4_of(enum proto p)
 
 static void elem_key_str(const struct elem *e, char *buf, size_t size)
 {
-	size_t off = (size_t)snprintf(buf, size, "%s|", sets[e->set].name);
+	size_t off =
+	    (size_t)snprintf(buf, size, "%s%s|", sets[e->set].name, e->fam == F6 ? "6" : "");
 	for (size_t i = 0; i < e->len && off + 3 < size; i++)
 		off += (size_t)snprintf(buf + off, size - off, "%02x", e->key[i]);
 }
 
 /* Add (delta 1) or drop (delta -1) one reference to an element of the wanted sets. */
-static void elem_ref(struct ipvs_writer *w, enum nset set, const void *key, int verdict, int delta)
+static void elem_ref(struct ipvs_writer *w, enum nset set, enum fam f, const void *key, int verdict,
+		     int delta)
 {
-	struct elem e = {
-	    .set = (uint8_t)set, .len = (uint8_t)sets[set].key_len, .verdict = verdict};
+	struct elem e = {.set = (uint8_t)set,
+			 .fam = (uint8_t)f,
+			 .len = (uint8_t)key_len(set, f),
+			 .verdict = verdict};
 	memcpy(e.key, key, e.len);
-	char k[64];
+	char k[128];
 	elem_key_str(&e, k, sizeof(k));
 	smap_add(&w->edirty, k);
 	bool created;
@@ -145,13 +177,14 @@ static void elem_ref(struct ipvs_writer *w, enum nset set, const void *key, int 
 	}
 }
 
-static void svc_key_bytes(uint8_t key[SVC_KEY_LEN], const struct ipvs_service *s)
+static void svc_key_bytes(uint8_t key[KEY_MAX], const struct ipvs_service *s)
 {
-	memset(key, 0, SVC_KEY_LEN);
-	memcpy(key, &s->addr.v4, 4);
-	key[4] = s->proto;
+	uint32_t a = addr_len(fam_of(&s->addr));
+	memset(key, 0, KEY_MAX);
+	memcpy(key, s->addr.b, a);
+	key[a] = s->proto;
 	uint16_t p = htons(s->port);
-	memcpy(key + 8, &p, 2);
+	memcpy(key + a + 4, &p, 2);
 }
 
 static void addr_ref(struct ipvs_writer *w, const struct ipaddr *a, int delta)
@@ -166,28 +199,30 @@ static void addr_ref(struct ipvs_writer *w, const struct ipaddr *a, int delta)
 		smap_del(&w->awant, k);
 	else
 		*slot = (void *)n;
-	elem_ref(w, S_VIPS, &a->v4, 0, delta);
+	elem_ref(w, S_VIPS, fam_of(a), a->b, 0, delta);
 }
 
 /* Every set element and address a wanted virtual service needs, counted up or down. */
 static void vrec_refs(struct ipvs_writer *w, const struct vrec *v, int delta)
 {
-	uint8_t key[SVC_KEY_LEN];
+	uint8_t key[KEY_MAX];
+	enum fam f = fam_of(&v->s.addr);
+	uint32_t a = addr_len(f);
 	svc_key_bytes(key, &v->s);
-	elem_ref(w, S_SERVICES, key, 0, delta);
+	elem_ref(w, S_SERVICES, f, key, 0, delta);
 	if (v->scope == SVC_SCOPE_CLUSTER_IP)
-		elem_ref(w, S_CLUSTER, key, 0, delta);
+		elem_ref(w, S_CLUSTER, f, key, 0, delta);
 	if (v->masq)
-		elem_ref(w, S_MASQ, key, 0, delta);
+		elem_ref(w, S_MASQ, f, key, 0, delta);
 	if (v->verdict != SVC_FORWARD)
-		elem_ref(w, S_NOEP, key, v->verdict == SVC_DROP ? NF_DROP : NFT_GOTO, delta);
+		elem_ref(w, S_NOEP, f, key, v->verdict == SVC_DROP ? NF_DROP : NFT_GOTO, delta);
 	if (v->scope != SVC_SCOPE_NODE_PORT)
 		addr_ref(w, &v->s.addr, delta);
 	for (size_t i = 0; i < v->s.ndests; i++) {
-		uint8_t hp[8];
-		memcpy(hp, &v->s.dests[i].addr.v4, 4);
-		memcpy(hp + 4, &v->s.dests[i].addr.v4, 4);
-		elem_ref(w, S_HAIRPIN, hp, 0, delta);
+		uint8_t hp[KEY_MAX];
+		memcpy(hp, v->s.dests[i].addr.b, a);
+		memcpy(hp + a, v->s.dests[i].addr.b, a);
+		elem_ref(w, S_HAIRPIN, f, hp, 0, delta);
 	}
 }
 
@@ -238,7 +273,7 @@ static void service_apply(struct ipvs_writer *w, const char *key)
 	struct smap *mine = xcalloc(1, sizeof(*mine));
 	for (size_t i = 0; i < es->n; i++) {
 		const struct svc_entry *e = &es->v[i];
-		if (e->vip.family != AF_INET)
+		if (e->vip.family != AF_INET && e->vip.family != AF_INET6)
 			continue;
 		struct vrec *v = xcalloc(1, sizeof(*v));
 		v->scope = e->scope;
@@ -248,14 +283,14 @@ static void service_apply(struct ipvs_writer *w, const char *key)
 		v->s.proto = l4_of(e->proto);
 		v->s.port = e->port;
 		snprintf(v->s.sched, sizeof(v->s.sched), "%s", sched);
-		v->s.netmask = 0xffffffffu;
+		v->s.netmask = e->vip.family == AF_INET6 ? 128 : 0xffffffffu;
 		if (e->affinity_timeout) {
 			v->s.flags = IP_VS_SVC_F_PERSISTENT;
 			v->s.timeout = e->affinity_timeout;
 		}
 		for (size_t k = 0; k < e->nbackends; k++) {
 			const struct svc_backend *b = &e->backends[k];
-			if (b->ip.family != AF_INET)
+			if (b->ip.family != e->vip.family)
 				continue;
 			struct ipvs_dest d = {.addr = b->ip,
 					      .port = b->port,
@@ -331,7 +366,8 @@ static int node_setup(struct ipvs_writer *w)
 static int addr_dump_cb(const struct nl_addr *a, void *arg)
 {
 	struct ipvs_writer *w = arg;
-	if (a->index != w->ifindex || a->prefix.addr.family != AF_INET)
+	if (a->index != w->ifindex || a->scope == RT_SCOPE_LINK ||
+	    (a->prefix.addr.family != AF_INET && a->prefix.addr.family != AF_INET6))
 		return 0;
 	char k[IP_STRLEN];
 	ip_fmt(&a->prefix.addr, k);
@@ -342,16 +378,18 @@ static int addr_dump_cb(const struct nl_addr *a, void *arg)
 
 static int addr_op(struct ipvs_writer *w, const char *k, bool add)
 {
-	struct nl_addr a = {.index = w->ifindex, .scope = 0 /* RT_SCOPE_UNIVERSE */};
+	struct nl_addr a = {.index = w->ifindex, .scope = RT_SCOPE_UNIVERSE};
 	if (ip_parse(k, &a.prefix.addr) < 0)
 		return -EINVAL;
-	a.prefix.len = 32;
+	a.prefix.len = (uint8_t)ip_maxlen(a.prefix.addr.family);
+	if (a.prefix.addr.family == AF_INET6)
+		a.flags = IFA_F_NODAD; /* usable at once (the device is NOARP anyway) */
 	int r = add ? nl_addr_add(w->nl, &a) : nl_addr_del(w->nl, &a);
 	if (!add && r == -EADDRNOTAVAIL)
 		r = 0;
 	if (r < 0)
-		snprintf(w->err, sizeof(w->err), "%s %s/32 %s %s: %s", add ? "adding" : "deleting",
-			 k, add ? "to" : "from", w->dev, strerror(-r));
+		snprintf(w->err, sizeof(w->err), "%s %s/%u %s %s: %s", add ? "adding" : "deleting",
+			 k, a.prefix.len, add ? "to" : "from", w->dev, strerror(-r));
 	else if (add)
 		w->stats.addrs_added++;
 	else
@@ -392,14 +430,49 @@ static void x_reg(struct nftnl_rule *r, const char *kind, uint32_t k1, uint32_t 
 	nftnl_rule_add_expr(r, e);
 }
 
-/* ip daddr . meta l4proto . th dport, looked up in set (a verdict map when vmap) */
-static void x_svc_lookup(struct nftnl_rule *r, enum nset set, bool vmap, bool invert)
+/* Offsets of the source and destination address in the network header. */
+static uint32_t saddr_off(enum fam f)
 {
-	/* NFT_REG_1 is where NFT_REG32_00 starts: the key is REG32_00 .. REG32_02 */
-	nftb_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 16, 4);
-	x_reg(r, "meta", NFTNL_EXPR_META_DREG, NFT_REG32_01, NFTNL_EXPR_META_KEY, NFT_META_L4PROTO);
-	nftb_payload_reg(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, NFT_REG32_02);
+	return f == F6 ? 8 : 12;
+}
+
+static uint32_t daddr_off(enum fam f)
+{
+	return f == F6 ? 24 : 16;
+}
+
+/* ip(6) daddr . meta l4proto . th dport, looked up in set (a verdict map when vmap) */
+static void x_svc_lookup(struct nftnl_rule *r, enum fam f, enum nset set, bool vmap, bool invert)
+{
+	/* NFT_REG_1 is where NFT_REG32_00 starts: the key is the address's 32-bit registers
+	 * (1 or 4), then the protocol's, then the port's */
+	uint32_t words = addr_len(f) / 4;
+	nftb_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(f), addr_len(f));
+	x_reg(r, "meta", NFTNL_EXPR_META_DREG, NFT_REG32_00 + words, NFTNL_EXPR_META_KEY,
+	      NFT_META_L4PROTO);
+	nftb_payload_reg(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, NFT_REG32_00 + words + 1);
 	nftb_lookup(r, sets[set].name, vmap, invert);
+}
+
+/* ip(6) saddr not in the prefix p */
+static void x_saddr_outside(struct nftnl_rule *r, const struct ipprefix *p)
+{
+	enum fam f = fam_of(&p->addr);
+	uint32_t n = addr_len(f);
+	uint8_t mask[16] = {0}, net[16] = {0}, zero[16] = {0};
+	for (unsigned i = 0; i < p->len && i < n * 8; i++)
+		mask[i / 8] |= (uint8_t)(0x80u >> (i % 8));
+	for (uint32_t i = 0; i < n; i++)
+		net[i] = p->addr.b[i] & mask[i];
+	nftb_payload(r, NFT_PAYLOAD_NETWORK_HEADER, saddr_off(f), n);
+	struct nftnl_expr *e = nftnl_expr_alloc("bitwise");
+	nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, n);
+	nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, n);
+	nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, zero, n);
+	nftnl_rule_add_expr(r, e);
+	nftb_cmp(r, NFT_CMP_NEQ, net, n);
 }
 
 static void x_mark_masq(struct ipvs_writer *w, struct nftnl_rule *r)
@@ -416,12 +489,12 @@ static void x_masq(struct nftnl_rule *r)
 	nftnl_rule_add_expr(r, e);
 }
 
-static struct nftnl_rule *rule_new(struct ipvs_writer *w, const char *chain)
+static struct nftnl_rule *rule_new(struct ipvs_writer *w, enum fam f, const char *chain)
 {
 	struct nftnl_rule *r = nftnl_rule_alloc();
 	nftnl_rule_set_str(r, NFTNL_RULE_TABLE, w->table);
 	nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain);
-	nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_IPV4);
+	nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, nfproto[f]);
 	return r;
 }
 
@@ -451,10 +524,11 @@ static struct nftnl_set *set_obj(const char *table, enum nset s)
 	return o;
 }
 
-/* The table, its sets and chains, the fixed rules (chains flushed and refilled in this
- * transaction, so no packet sees them empty), the sets emptied for a refill. */
-static void base_objects(struct ipvs_writer *w, struct nftb_batch *b)
+/* The table of family f, its sets and chains, the fixed rules (chains flushed and refilled
+ * in this transaction, so no packet sees them empty), the sets emptied for a refill. */
+static void base_objects(struct ipvs_writer *w, struct nftb_batch *b, enum fam f)
 {
+	b->family = nfproto[f];
 	struct nftnl_table *t = nftnl_table_alloc();
 	nftnl_table_set_str(t, NFTNL_TABLE_NAME, w->table);
 	struct nlmsghdr *nlh = nftb_msg(b, NFT_MSG_NEWTABLE, NLM_F_CREATE, 256);
@@ -463,13 +537,13 @@ static void base_objects(struct ipvs_writer *w, struct nftb_batch *b)
 	nftnl_table_free(t);
 	for (int i = 0; i < S_N; i++) {
 		struct nftnl_set *s = set_obj(w->table, i);
-		nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_IPV4);
+		nftnl_set_set_u32(s, NFTNL_SET_FAMILY, nfproto[f]);
 		nftnl_set_set_u32(s, NFTNL_SET_FLAGS, sets[i].map ? NFT_SET_MAP : 0);
-		nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, sets[i].key_type);
-		nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, sets[i].key_len);
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, key_type(i, f));
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, key_len(i, f));
 		if (sets[i].map)
 			nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
-		nftnl_set_set_u32(s, NFTNL_SET_ID, (uint32_t)i + 1);
+		nftnl_set_set_u32(s, NFTNL_SET_ID, (uint32_t)(f * S_N + i) + 1);
 		nlh = nftb_msg(b, NFT_MSG_NEWSET, NLM_F_CREATE, 512);
 		nftnl_set_nlmsg_build_payload(nlh, s);
 		nftb_put(b, nlh);
@@ -500,63 +574,58 @@ static void base_objects(struct ipvs_writer *w, struct nftb_batch *b)
 	struct nftnl_rule *r;
 	for (int i = 0; i < 2; i++) {
 		const char *chain = i ? "nat-output" : "nat-prerouting";
-		if (w->has_cidr) { /* to a ClusterIP, not from a pod: masquerade */
-			uint32_t mask = 0, net;
-			if (w->cidr.len)
-				mask = htonl(~0u << (32 - w->cidr.len));
-			memcpy(&net, &w->cidr.addr.v4, 4);
-			net &= mask;
-			r = rule_new(w, chain);
-			x_svc_lookup(r, S_CLUSTER, false, false);
-			nftb_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 12, 4);
-			nftb_bitwise(r, mask, 0);
-			nftb_cmp(r, NFT_CMP_NEQ, &net, 4);
+		if (w->has_cidr[f]) { /* to a ClusterIP, not from a pod: masquerade */
+			r = rule_new(w, f, chain);
+			x_svc_lookup(r, f, S_CLUSTER, false, false);
+			x_saddr_outside(r, &w->cidr[f]);
 			x_mark_masq(w, r);
 			nftb_rule_add(b, r);
 		}
-		r = rule_new(w, chain); /* external traffic, Cluster policy */
-		x_svc_lookup(r, S_MASQ, false, false);
+		r = rule_new(w, f, chain); /* external traffic, Cluster policy */
+		x_svc_lookup(r, f, S_MASQ, false, false);
 		x_mark_masq(w, r);
 		nftb_rule_add(b, r);
 	}
 	uint32_t zero = 0;
-	r = rule_new(w, "nat-postrouting");
+	r = rule_new(w, f, "nat-postrouting");
 	nftb_meta(r, NFT_META_MARK);
 	nftb_bitwise(r, w->mark, 0);
 	nftb_cmp(r, NFT_CMP_NEQ, &zero, 4);
 	x_masq(r);
 	nftb_rule_add(b, r);
 	/* hairpin: a backend that reached itself through its Service */
-	r = rule_new(w, "nat-postrouting");
-	nftb_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 12, 8); /* ip saddr . ip daddr */
+	r = rule_new(w, f, "nat-postrouting");
+	nftb_payload(r, NFT_PAYLOAD_NETWORK_HEADER, saddr_off(f),
+		     2 * addr_len(f)); /* saddr . daddr */
 	nftb_lookup(r, sets[S_HAIRPIN].name, false, false);
 	x_masq(r);
 	nftb_rule_add(b, r);
 	for (int i = 0; i < 2; i++) {
-		r = rule_new(w, i ? "filter-output" : "filter-input");
-		x_svc_lookup(r, S_NOEP, true, false);
+		r = rule_new(w, f, i ? "filter-output" : "filter-input");
+		x_svc_lookup(r, f, S_NOEP, true, false);
 		nftb_rule_add(b, r);
 	}
 	/* new traffic to a Service address on a port no Service has: reject (the node's own
 	 * listeners are not reachable on Service addresses) */
-	uint8_t icmp = IPPROTO_ICMP;
-	r = rule_new(w, "filter-input");
+	uint8_t icmp = f == F6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP;
+	r = rule_new(w, f, "filter-input");
 	nftb_ct_state(r, 1u << 3 /* NF_CT_STATE_BIT(IP_CT_NEW) */);
 	nftb_meta(r, NFT_META_L4PROTO);
 	nftb_cmp(r, NFT_CMP_NEQ, &icmp, 1);
-	nftb_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 16, 4);
+	nftb_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(f), addr_len(f));
 	nftb_lookup(r, sets[S_VIPS].name, false, false);
-	x_svc_lookup(r, S_SERVICES, false, true);
+	x_svc_lookup(r, f, S_SERVICES, false, true);
 	nftb_verdict(r, NFT_GOTO, "reject-chain");
 	nftb_rule_add(b, r);
 	uint8_t tcp = IPPROTO_TCP; /* TCP: reset; others: ICMP port unreachable */
-	r = rule_new(w, "reject-chain");
+	r = rule_new(w, f, "reject-chain");
 	nftb_meta(r, NFT_META_L4PROTO);
 	nftb_cmp(r, NFT_CMP_EQ, &tcp, 1);
 	nftb_reject(r, NFT_REJECT_TCP_RST, 0);
 	nftb_rule_add(b, r);
-	r = rule_new(w, "reject-chain");
-	nftb_reject(r, NFT_REJECT_ICMP_UNREACH, ICMP_PORT_UNREACH);
+	r = rule_new(w, f, "reject-chain");
+	nftb_reject(r, NFT_REJECT_ICMP_UNREACH,
+		    f == F6 ? ICMP6_DST_UNREACH_NOPORT : ICMP_PORT_UNREACH);
 	nftb_rule_add(b, r);
 }
 
@@ -565,7 +634,7 @@ struct elem_msgs {
 	struct ipvs_writer *w;
 	struct nftb_batch *b;
 	uint16_t type;
-	int set;
+	int set, fam;
 	struct nftnl_set *s;
 	size_t n;
 };
@@ -585,11 +654,13 @@ static void em_flush(struct elem_msgs *m)
 
 static void em_add(struct elem_msgs *m, const struct elem *e)
 {
-	if (m->s && (m->set != e->set || m->n == ELEMS_PER_MSG))
+	if (m->s && (m->set != e->set || m->fam != e->fam || m->n == ELEMS_PER_MSG))
 		em_flush(m);
 	if (!m->s) {
 		m->s = set_obj(m->w->table, e->set);
 		m->set = e->set;
+		m->fam = e->fam;
+		m->b->family = nfproto[e->fam];
 	}
 	struct nftnl_set_elem *el = nftnl_set_elem_alloc();
 	nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, e->key, e->len);
@@ -605,10 +676,10 @@ static void em_add(struct elem_msgs *m, const struct elem *e)
 static int elem_cmp_q(const void *a, const void *b)
 {
 	const struct elem *x = *(const struct elem *const *)a, *y = *(const struct elem *const *)b;
-	return x->set - y->set;
+	return x->fam != y->fam ? x->fam - y->fam : x->set - y->set;
 }
 
-/* Queue the elements in v (sorted by set, so messages group) as one operation. */
+/* Queue the elements in v (sorted by family and set, so messages group) as one operation. */
 static void em_all(struct ipvs_writer *w, struct nftb_batch *b, uint16_t type, struct elem **v,
 		   size_t n)
 {
@@ -643,7 +714,8 @@ static int nft_sync(struct ipvs_writer *w, bool full)
 	struct elem **add = xcalloc(n + 1, sizeof(*add)), **del = xcalloc(n + 1, sizeof(*del));
 	size_t nadd = 0, ndel = 0;
 	if (full)
-		base_objects(w, &b);
+		for (int f = 0; f < NFAM; f++)
+			base_objects(w, &b, f);
 	for (size_t i = 0; i < n; i++) {
 		struct elem *want = smap_get(&w->ewant, keys[i]),
 			    *have = smap_get(&w->ehave, keys[i]);
@@ -692,10 +764,15 @@ struct ipvs_writer *ipvs_writer_new(struct svc_planner *sp, struct store *st,
 	w->st = st;
 	snprintf(w->sched, sizeof(w->sched), "%s",
 		 cfg && cfg->scheduler ? cfg->scheduler : IPVS_DEFAULT_SCHEDULER);
-	if (cfg && cfg->cluster_cidr && cfg->cluster_cidr->addr.family == AF_INET) {
-		w->has_cidr = true;
-		w->cidr = *cfg->cluster_cidr;
-	}
+	const struct ipprefix *cidrs[] = {cfg ? cfg->cluster_cidr : NULL,
+					  cfg ? cfg->cluster_cidr6 : NULL};
+	for (size_t i = 0; i < ARRAY_SIZE(cidrs); i++)
+		if (cidrs[i] &&
+		    (cidrs[i]->addr.family == AF_INET || cidrs[i]->addr.family == AF_INET6)) {
+			enum fam f = fam_of(&cidrs[i]->addr);
+			w->has_cidr[f] = true;
+			w->cidr[f] = *cidrs[i];
+		}
 	w->dev = xstrdup(cfg && cfg->device ? cfg->device : IPVS_DEVICE);
 	w->table = xstrdup(cfg && cfg->table ? cfg->table : IPVS_NFT_TABLE);
 	w->mark = cfg && cfg->masq_mark ? cfg->masq_mark : DEFAULT_MASQ_MARK;
@@ -785,7 +862,7 @@ static int dump_kernel(struct ipvs_writer *w)
 	ipvs_table_free(&t);
 	smap_foreach(&w->want, it) smap_add(&w->dirty, it->key);
 	smap_clear(&w->ahave, NULL);
-	r = nl_addr_dump(w->nl, AF_INET, w->ifindex, addr_dump_cb, w);
+	r = nl_addr_dump(w->nl, AF_UNSPEC, w->ifindex, addr_dump_cb, w);
 	if (r < 0) {
 		snprintf(w->err, sizeof(w->err), "addresses of %s: %s", w->dev, strerror(-r));
 		return r;
@@ -804,7 +881,7 @@ static void stale_udp(struct ipvs_writer *w, const struct ipvs_ops *ops)
 		size_t nd = op->kind == IPVS_OP_DEL_DEST  ? 1
 			    : op->kind == IPVS_OP_DEL_SVC ? s->ndests
 							  : 0;
-		if (s->proto != IPPROTO_UDP || s->addr.family != AF_INET || !nd)
+		if (s->proto != IPPROTO_UDP || !nd)
 			continue;
 		w->ct_pending =
 		    xrealloc(w->ct_pending, (w->nct_pending + nd) * sizeof(*w->ct_pending));
@@ -812,11 +889,11 @@ static void stale_udp(struct ipvs_writer *w, const struct ipvs_ops *ops)
 			const struct ipvs_dest *d = op->dest ? op->dest : &s->dests[k];
 			struct ct_match *m = &w->ct_pending[w->nct_pending++];
 			memset(m, 0, sizeof(*m));
-			m->family = AF_INET;
+			m->family = (uint8_t)s->addr.family;
 			m->l4 = IPPROTO_UDP;
 			m->dport = s->port;
-			memcpy(m->dst, &s->addr.v4, 4);
-			memcpy(m->rsrc, &d->addr.v4, 4);
+			memcpy(m->dst, s->addr.b, addr_len(fam_of(&s->addr)));
+			memcpy(m->rsrc, d->addr.b, addr_len(fam_of(&s->addr)));
 			m->rsport = d->port;
 		}
 	}
@@ -865,16 +942,19 @@ unsigned ipvs_writer_elem_refs(const struct ipvs_writer *w, const char *set,
 	for (int i = 0; i < S_N; i++) {
 		if (strcmp(set, sets[i].name))
 			continue;
-		struct elem e = {.set = (uint8_t)i, .len = (uint8_t)sets[i].key_len};
+		enum fam f = fam_of(&key->addr);
+		uint32_t a = addr_len(f);
+		struct elem e = {
+		    .set = (uint8_t)i, .fam = (uint8_t)f, .len = (uint8_t)key_len(i, f)};
 		if (i == S_VIPS) {
-			memcpy(e.key, &key->addr.v4, 4);
+			memcpy(e.key, key->addr.b, a);
 		} else if (i == S_HAIRPIN) {
-			memcpy(e.key, &key->addr.v4, 4);
-			memcpy(e.key + 4, &key->addr.v4, 4);
+			memcpy(e.key, key->addr.b, a);
+			memcpy(e.key + a, key->addr.b, a);
 		} else {
 			svc_key_bytes(e.key, key);
 		}
-		char k[64];
+		char k[128];
 		elem_key_str(&e, k, sizeof(k));
 		const struct elem *have = smap_get(&w->ewant, k);
 		return have ? have->refs : 0;
