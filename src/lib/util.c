@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,8 +296,11 @@ const char *str_intern(const char *s)
 {
 	static char **tab;
 	static size_t cap, n;
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	if (!s)
 		return NULL;
+	pthread_mutex_lock(&lock);
+	const char *r = NULL;
 	if (2 * (n + 1) > cap) { /* open addressing, at most half full */
 		size_t ncap = cap ? 2 * cap : 64;
 		char **nt = xcalloc(ncap, sizeof(*nt));
@@ -313,11 +317,15 @@ const char *str_intern(const char *s)
 		cap = ncap;
 	}
 	size_t j = fnv1a64(s, strlen(s), FNV_SEED) & (cap - 1);
-	for (; tab[j]; j = (j + 1) & (cap - 1))
+	for (; tab[j] && !r; j = (j + 1) & (cap - 1))
 		if (!strcmp(tab[j], s))
-			return tab[j];
-	n++;
-	return tab[j] = xstrdup(s);
+			r = tab[j];
+	if (!r) {
+		n++;
+		r = tab[j] = xstrdup(s);
+	}
+	pthread_mutex_unlock(&lock);
+	return r;
 }
 
 monotime_t monotime_now(void)

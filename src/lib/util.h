@@ -45,7 +45,7 @@ int rm_rf(const char *path);               /* 0 or -errno; missing is fine */
 uint64_t fnv1a64(const void *data, size_t len, uint64_t seed);
 /* The one process-wide copy of s (NULL stays NULL), kept for the life of the process: for
  * small sets of strings repeated in many objects (node names).  Never free the result.
- * Not thread-safe (the agent has one thread). */
+ * Thread-safe (a mutex): the manifest decoder calls it from its worker threads. */
 const char *str_intern(const char *s);
 #define FNV_SEED 0xcbf29ce484222325ULL
 

@@ -18,6 +18,9 @@
 #include <errno.h>
 #include <json.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,11 +52,13 @@ struct arena {
 	struct chunk *head;
 };
 
+#define ARENA_CHUNK 65536
+
 static void *arena_alloc(struct arena *a, size_t n)
 {
 	n = (n + 7) & ~(size_t)7;
 	if (!a->head || a->head->cap - a->head->used < n) {
-		size_t cap = n > 65536 ? n : 65536;
+		size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
 		struct chunk *c = xmalloc(sizeof(*c) + cap);
 		c->used = 0;
 		c->cap = cap;
@@ -82,6 +87,26 @@ static void arena_free(struct arena *a)
 	}
 }
 
+/* Empty, keeping one ordinary chunk for the next document: freeing a 64 KB block for every
+ * document makes glibc consolidate its fast bins every time. */
+static void arena_reset(struct arena *a)
+{
+	struct chunk *keep = NULL;
+	while (a->head) {
+		struct chunk *c = a->head;
+		a->head = c->next;
+		if (!keep && c->cap == ARENA_CHUNK)
+			keep = c;
+		else
+			free(c);
+	}
+	if (keep) {
+		keep->used = 0;
+		keep->next = NULL;
+		a->head = keep;
+	}
+}
+
 /* ------------------------------------------------------------------------------------------
  * generic tree */
 
@@ -101,7 +126,7 @@ struct tn {
 
 static bool key_is(const struct tn *k, const char *key)
 {
-	return k->type == T_STR && !strcmp(k->s, key);
+	return k->type == T_STR && k->s[0] == key[0] && !strcmp(k->s, key);
 }
 
 /* The value of `key` in map m; NULL when absent, null, or m is not a map.  The last
@@ -137,7 +162,24 @@ struct dec {
 	char obj[320];	/* "Kind/ns/name" once known */
 	char path[512]; /* field path of the node being decoded */
 	size_t plen;
+	const char *recent[4]; /* interned strings seen last (namespaces, node names, file) */
+	unsigned nrecent;
+	int end_line; /* YAML: the line breaks libyaml counted to the end of the stream */
 };
+
+/* str_intern() through a small cache: a file's objects repeat a few namespaces and node
+ * names, and the cache spares the process-wide table (and its lock) most lookups. */
+static const char *intern(struct dec *d, const char *s)
+{
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(d->recent); i++)
+		if (d->recent[i] && !strcmp(d->recent[i], s))
+			return d->recent[i];
+	const char *r = str_intern(s);
+	d->recent[d->nrecent++ % ARRAY_SIZE(d->recent)] = r;
+	return r;
+}
 
 static void report(struct dec *d, int line, const char *field, const char *fmt, va_list ap)
 {
@@ -626,9 +668,9 @@ static void decode_meta(struct dec *d, const struct tn *root, enum kind k, struc
 	size_t mk = path_push(d, "metadata");
 	m->name = dup_str(d, md, "name");
 	if (kind_namespaced(k)) {
-		m->ns = str_intern(get_str(d, md, "namespace"));
+		m->ns = intern(d, get_str(d, md, "namespace"));
 		if (!m->ns)
-			m->ns = str_intern("default");
+			m->ns = intern(d, "default");
 		else if (!is_dns_label(m->ns, strlen(m->ns)))
 			ferr(d, lookup(md, "namespace"), "namespace",
 			     "invalid namespace \"%s\" (lowercase letters, digits and '-', at "
@@ -1157,7 +1199,7 @@ static void decode_eps(struct dec *d, const struct tn *root, const struct meta *
 			x->serving = get_bool(d, cond, "serving", true);
 			x->terminating = get_bool(d, cond, "terminating", false);
 			path_pop(d, mc);
-			x->node_name = str_intern(get_str(d, ep, "nodeName"));
+			x->node_name = intern(d, get_str(d, ep, "nodeName"));
 			x->hostname = dup_str(d, ep, "hostname");
 			x->zone = dup_str(d, ep, "zone");
 			const struct tn *tr = get_map(d, ep, "targetRef");
@@ -1884,7 +1926,7 @@ static const struct {
 static void finish(struct dec *d, struct object *o)
 {
 	o->meta.line = d->line;
-	o->meta.file = str_intern(d->file);
+	o->meta.file = intern(d, d->file);
 	o->hash = object_hash(o);
 	objlist_push(d->out, o);
 }
@@ -2093,10 +2135,11 @@ struct ybuild {
 
 static void yb_reset(struct ybuild *b)
 {
-	arena_free(&b->arena);
+	arena_reset(&b->arena);
 	b->nstack = 0;
 	b->depth = 0;
-	memset(b->anchors, 0, sizeof(b->anchors));
+	if (b->nanchors) /* 8 KB: not for every document */
+		memset(b->anchors, 0, sizeof(b->anchors));
 	b->nanchors = 0;
 	b->root = NULL;
 	b->alias_work = 0;
@@ -2421,6 +2464,7 @@ static size_t yaml_pass(struct dec *d, struct ybuild *b, const char *data, size_
 			yb_reset(b);
 			break;
 		case YAML_STREAM_END_EVENT:
+			d->end_line = b->line_base + (int)ev.start_mark.line;
 			done = true;
 			break;
 		default:
@@ -2453,6 +2497,7 @@ static int decode_yaml_stream(struct dec *d, const char *data, size_t len, int l
 			b.line_base += data[counted] == '\n';
 		off = yaml_pass(d, &b, data, len, off, &syntax_error);
 	}
+	arena_free(&b.arena);
 	free(b.stack);
 	/* nothing readable at all: tell the caller the file as a whole is broken */
 	if (syntax_error && d->decoded == 0)
@@ -2460,8 +2505,153 @@ static int decode_yaml_stream(struct dec *d, const char *data, size_t len, int l
 	return d->failed;
 }
 
+/* ------------------------------------------------------------------------------------------
+ * a large YAML file on several threads
+ *
+ * libyaml is most of the time a large file takes, and one parser is sequential; but a line
+ * "---" at the start of a line is always a document boundary in YAML (or a syntax error), so
+ * a file can be cut there into parts that are parsed at once, each by its own parser into its
+ * own object list, and the lists joined in file order.  The parts are several per thread and
+ * handed out in order as threads come for more, so a thread the machine keeps waiting does
+ * not hold the others up.  Each part counts its lines from 0; after the join an object's line
+ * is moved down by the lines of the parts before its own, as libyaml counted them.  Only a
+ * clean file takes this path: if any part reports anything, the results are dropped and the
+ * whole file is decoded again in one pass, so the errors (their order, their lines, the
+ * documents skipped after a syntax error) are exactly those of one pass. */
+
+#define MAX_THREADS 4
+#define MAX_PARTS 64
+#define PART_BYTES (256u << 10) /* at least, unless the file is cut for a test */
+
+static struct {
+	size_t min_bytes; /* smaller files: one pass */
+	int threads;	  /* 0: the CPUs this process may run on, at most MAX_THREADS */
+} par = {1u << 20, 0};
+static unsigned parted; /* files decoded in parts (for tests) */
+
+unsigned manifest_set_parallel(size_t min_bytes, int threads)
+{
+	par.min_bytes = min_bytes;
+	par.threads = threads;
+	return __atomic_exchange_n(&parted, 0, __ATOMIC_RELAXED);
+}
+
+struct part {
+	struct dec d;
+	struct objlist out;
+	const char *data;
+	size_t len;
+	int r;
+	bool noisy; /* something was reported */
+};
+
+struct parts {
+	struct part *v;
+	int n;
+	int next; /* the next part to take (atomic) */
+	bool bad; /* a part was not clean: the rest is not worth parsing (atomic) */
+};
+
+static void part_diag(const struct diag *dg, void *arg)
+{
+	(void)dg;
+	((struct part *)arg)->noisy = true;
+}
+
+static void *parts_run(void *arg)
+{
+	struct parts *ps = arg;
+	for (;;) {
+		int k = __atomic_fetch_add(&ps->next, 1, __ATOMIC_RELAXED);
+		if (k >= ps->n || __atomic_load_n(&ps->bad, __ATOMIC_RELAXED))
+			return NULL;
+		struct part *p = &ps->v[k];
+		p->r = decode_yaml_stream(&p->d, p->data, p->len, 0);
+		if (p->noisy || p->r || p->d.failed)
+			__atomic_store_n(&ps->bad, true, __ATOMIC_RELAXED);
+	}
+}
+
+static int threads_wanted(void)
+{
+	int n = par.threads;
+	if (n <= 0) {
+		cpu_set_t cpus;
+		n = sched_getaffinity(0, sizeof(cpus), &cpus) ? 1 : CPU_COUNT(&cpus);
+	}
+	return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
+}
+
+/* 0 with every object of the file in d->out, or -1 (nothing added): decode it in one pass. */
+static int decode_yaml_parts(struct dec *d, const char *data, size_t len)
+{
+	int threads = threads_wanted();
+	if (threads < 2 || len < par.min_bytes)
+		return -1;
+	/* UTF-16 (a byte order mark; libyaml reads anything else as UTF-8) has no "\n---" */
+	if (len >= 2 && ((data[0] == '\xff' && data[1] == '\xfe') ||
+			 (data[0] == '\xfe' && data[1] == '\xff')))
+		return -1;
+	size_t want = len / ((size_t)threads * 8) + 1, least = par.min_bytes / 4;
+	if (least > PART_BYTES)
+		least = PART_BYTES;
+	if (want < least)
+		want = least;
+	struct parts ps = {.v = xcalloc(MAX_PARTS, sizeof(*ps.v))};
+	for (size_t at = 0; at < len && ps.n < MAX_PARTS;) {
+		size_t end = ps.n + 1 < MAX_PARTS && len - at > want
+				 ? next_doc_marker(data, len, at + want)
+				 : len;
+		struct part *p = &ps.v[ps.n++];
+		p->d = (struct dec){.file = d->file, .fn = part_diag, .arg = p, .out = &p->out};
+		p->data = data + at;
+		p->len = end - at;
+		at = end;
+	}
+	if (ps.n < 2) {
+		free(ps.v);
+		return -1;
+	}
+	if (threads > ps.n)
+		threads = ps.n;
+	pthread_t th[MAX_THREADS];
+	int started = 0;
+	sigset_t all, old;
+	sigfillset(&all);
+	/* the workers take no signals: those are the main loop's */
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	while (started < threads - 1 && !pthread_create(&th[started], NULL, parts_run, &ps))
+		started++;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	parts_run(&ps);
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+
+	bool clean = !ps.bad;
+	int lines = 0;
+	for (int k = 0; k < ps.n; k++) {
+		struct part *p = &ps.v[k];
+		for (size_t i = 0; clean && i < p->out.n; i++) {
+			p->out.v[i]->meta.line += lines;
+			objlist_push(d->out, p->out.v[i]);
+		}
+		lines += p->d.end_line;
+		if (clean)
+			free(p->out.v);
+		else
+			objlist_free(&p->out);
+	}
+	free(ps.v);
+	if (!clean)
+		return -1;
+	__atomic_add_fetch(&parted, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
 static int decode_yaml(struct dec *d, const char *data, size_t len)
 {
+	if (decode_yaml_parts(d, data, len) == 0)
+		return 0;
 	return decode_yaml_stream(d, data, len, 0);
 }
 

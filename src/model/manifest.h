@@ -37,6 +37,14 @@ int manifest_decode(const char *file, const char *data, size_t len, struct objli
 		    diag_fn diag, void *arg);
 int manifest_load_file(const char *path, struct objlist *out, diag_fn diag, void *arg);
 
+/* A YAML file of at least min_bytes (default 1 MiB) is cut at document markers ("---" at the
+ * start of a line) into up to `threads` parts, decoded at once on as many threads (0, the
+ * default: one per CPU this process may run on, at most 4; 1: never).  Only a file without
+ * any error keeps that result; one that reports anything is decoded again in one pass, so
+ * objects, errors and lines are the same either way.  Tests lower min_bytes to exercise it;
+ * the result is how many files were decoded in parts since the previous call. */
+unsigned manifest_set_parallel(size_t min_bytes, int threads);
+
 /* Deployments (apps/v1) are expanded the way the control plane would: `replicas`
  * Pods named <deployment>-<index> (index 0..replicas-1), labels and ports from the pod
  * template, so a demo manifest works without a controller manager. */

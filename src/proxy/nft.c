@@ -79,8 +79,30 @@
 #define MAP_BACKENDS "backends"
 #define SET_HAIRPIN "hairpin"
 
-enum { MAP_SERVICES, MAP_NOEP };
-static const char *const map_names[] = {"services", "no-endpoint-services"};
+/* The table's four element sets, in this order everywhere (dump, sizes, recreation). */
+enum { MAP_SERVICES, MAP_NOEP, MAP_BE, SET_HP, NSETS };
+static const char *const map_names[] = {"services", "no-endpoint-services", MAP_BACKENDS,
+					SET_HAIRPIN};
+
+/* Set sizes.  Given a size (NFTA_SET_DESC_SIZE), kernel 6.18 picks the fixed-size nft_hash
+ * backend: its buckets are allocated once, so adding 100,000 elements in one transaction
+ * does not make it resize its table over and over (rhashtable_insert_slow was a quarter of
+ * the 10,000-Service sync); but the size is a hard limit (ENFILE), and raising it adds no
+ * buckets.  So a set is created with room for twice what it needs (a power of two, at least
+ * SET_SIZE_MIN) and, when a sync would put more elements in it than its size, recreated in
+ * the same transaction: the rules bound to it are flushed, the set deleted, added with the
+ * new size and all its elements, the rules added again.  Packets see the old table or the
+ * new one; established connections keep their conntrack NAT.  A set without a size (made by
+ * an older twill) has no limit and is kept. */
+#define SET_SIZE_MIN 512u
+
+static uint32_t set_size_for(size_t n)
+{
+	uint32_t sz = SET_SIZE_MIN;
+	while (sz < 2 * n && sz < (1u << 30))
+		sz *= 2;
+	return sz;
+}
 
 /* pick-<sched>-<N>: pick one of N slots, dnat to that slot's backend of the entry the packet
  * was sent to (shared by every entry with that scheduler and N); ext-pick-<sched>-<N>: mark
@@ -109,20 +131,50 @@ struct dchain {
 struct delem {
 	int map;
 	uint8_t key[SVC_KEY_MAX];
-	uint32_t verdict; /* NFT_GOTO or NF_DROP */
-	char *chain;
-	char *aff;	  /* the affinity map of its group, or NULL */
-	size_t nbe;	  /* desired: backends, sorted, weight >= 1 */
-	struct be *be;
-	size_t nslots;	  /* desired: sum of weights; applied: backends elements by slot */
-	struct be *slots; /* desired: assigned at sync; ip 0: none at that slot */
+	uint32_t verdict;  /* NFT_GOTO or NF_DROP */
+	const char *chain; /* chain_ref() */
+	bool chain_own;
+	char *aff; /* the affinity map of its group, or NULL */
+	/* desired: the number of backends (0: no forwarding), their weights' sum (nslots) and
+	 * which one is at which slot, each backend at as many slots as its weight (there is no
+	 * separate list of backends: it was a second copy, 1 MB at 120,000); applied: the
+	 * backends map's elements by slot (weight 0: none at that slot) */
+	size_t nbe;
+	size_t nslots;
+	struct be *slots;
+	bool staged; /* desired, not in the kernel: its backends elements were sent ahead */
 };
 
+/* What one Service puts into a family's table: its entries' keys, then the chains it wants,
+ * NUL-terminated strings one after the other in one block (it was six allocations a
+ * Service). */
 struct contrib {
-	size_t ne, nc;
-	char **ekeys;
-	char **chains;
+	unsigned ne, nc;
+	char s[];
 };
+
+/* Strings being collected for a contrib. */
+struct names {
+	char *p;
+	size_t len, cap;
+	unsigned n;
+};
+
+static void names_add(struct names *b, const char *s)
+{
+	size_t l = strlen(s) + 1;
+	if (b->len + l > b->cap) {
+		b->cap = 2 * (b->len + l) + 64;
+		b->p = xrealloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->len, s, l);
+	b->len += l;
+	b->n++;
+}
+
+#define contrib_foreach(c, it)                                                                     \
+	for (const char *it = (c)->s, *it##_end = (c)->s + contrib_len(c); it < it##_end;          \
+	     it += strlen(it) + 1)
 
 struct applied_chain {
 	uint64_t sig;
@@ -168,12 +220,9 @@ static uint32_t *amap_get(const struct amap *m, const void *addr)
 	return NULL;
 }
 
-static void amap_del(struct amap *m, const void *addr)
+/* Empty slot i (in use). */
+static void amap_del_at(struct amap *m, size_t i)
 {
-	uint32_t *v = amap_get(m, addr);
-	if (!v)
-		return;
-	size_t i = (size_t)(v - m->v);
 	m->v[i] = 0;
 	m->n--;
 	/* backward shift: move later members of the run into the hole when allowed */
@@ -188,25 +237,32 @@ static void amap_del(struct amap *m, const void *addr)
 	}
 }
 
+static void amap_insert(struct amap *m, const void *addr, uint32_t val);
+
 /* Add delta to addr's value (a new key starts at 0); the key goes when its value is 0. */
 static void amap_add(struct amap *m, const void *addr, int delta)
 {
 	uint32_t *v = amap_get(m, addr);
 	if (v) {
 		*v = (uint32_t)((int64_t)*v + delta);
-		if (!*v)
-			amap_del(m, addr);
+		if (!*v) /* by its slot: a lookup stops at a value of 0 */
+			amap_del_at(m, (size_t)(v - m->v));
 		return;
 	}
-	if (delta <= 0)
-		return;
-	if (2 * (m->n + 1) > m->cap) {
+	if (delta > 0)
+		amap_insert(m, addr, (uint32_t)delta);
+}
+
+/* A key not in the map, with a value (not 0). */
+static void amap_insert(struct amap *m, const void *addr, uint32_t val)
+{
+	if (5 * (m->n + 1) > 4 * m->cap) { /* load <= 0.8: a 100,000-address map is 1 MB */
 		struct amap g = {0, m->cap ? 2 * m->cap : 64, m->kw, NULL, NULL};
 		g.k = xcalloc(g.cap * g.kw, sizeof(*g.k));
 		g.v = xcalloc(g.cap, sizeof(*g.v));
 		for (size_t i = 0; i < m->cap; i++)
 			if (m->v[i])
-				amap_add(&g, amap_key(m, i), (int)m->v[i]);
+				amap_insert(&g, amap_key(m, i), m->v[i]);
 		free(m->k);
 		free(m->v);
 		*m = g;
@@ -217,7 +273,7 @@ static void amap_add(struct amap *m, const void *addr, int delta)
 	while (m->v[i])
 		i = (i + 1) & (m->cap - 1);
 	memcpy(amap_key(m, i), k, m->kw * 4);
-	m->v[i] = (uint32_t)delta;
+	m->v[i] = val;
 	m->n++;
 }
 
@@ -256,6 +312,16 @@ struct fam {
 	const char *table;
 	uint32_t mark;
 	bool present; /* the table is in the kernel (dump, or a transaction that made it) */
+	/* the element sets (index MAP_SERVICES ..): in the kernel (dump, transactions), and
+	 * their size there (0: none, no limit) */
+	bool kset[NSETS];
+	uint32_t ksize[NSETS];
+	/* this transaction: sets created (kset false) or recreated (fresh: no element of the
+	 * applied state is in them) and the size given */
+	bool fresh[NSETS], made[NSETS];
+	uint32_t nsize[NSETS];
+	size_t nwant[NSETS];  /* desired elements per set (hairpin: dhair.n) */
+	size_t kcount[NSETS]; /* backends and hairpin: elements in the kernel (dump, syncs) */
 
 	struct smap dchains;  /* name -> struct dchain */
 	struct smap delems;   /* ekey -> struct delem */
@@ -263,9 +329,18 @@ struct fam {
 	struct smap achains;  /* name -> struct applied_chain (dynamic chains only) */
 	struct smap aelems;   /* ekey -> struct delem */
 	struct smap asets;    /* affinity maps in the kernel (names) */
-	struct amap dhair;    /* hairpin: backend address -> number of entries using it */
-	struct amap ahair;    /* hairpin elements in the kernel (value 1) */
+	/* hairpin: backend address -> number of entries using it (| HAIR_SEEN: found by the
+	 * dump).  After a successful sync the kernel's set holds exactly these addresses, so
+	 * there is no applied copy: dirty_h remembers, for the addresses changed since, whether
+	 * they were in it (HAIR_WAS_IN) or not (HAIR_WAS_OUT); after a dump (full_sync), the
+	 * HAIR_SEEN bits say which are in the kernel and xhair holds the kernel's addresses that
+	 * no entry uses (at 100,000 backends every copy of the addresses is 2 MB) */
+	struct amap dhair;
+	struct amap xhair;
 	struct amap dirty_h;
+	/* this sync dumps the kernel: every hairpin address counts as changed (no dirty_h),
+	 * and the entries' slots are assigned again against what the dump found */
+	bool full_sync;
 	struct smap dirty_c, dirty_e;
 	size_t norphans; /* backends elements of no service entry (dump): deleted on sync */
 	uint8_t (*orphans)[BE_KEY_MAX];
@@ -389,7 +464,6 @@ static void pool_gc(struct fam *f)
 		smap_foreach(maps[m], it)
 		{
 			struct delem *d = it->val;
-			pool_renumber(&np, p, d->be, d->nbe);
 			pool_renumber(&np, p, d->slots, d->slots ? d->nslots : 0);
 		}
 	pool_free(p);
@@ -397,14 +471,34 @@ static void pool_gc(struct fam *f)
 	p->live = p->n;
 }
 
+/* A desired entry in or out: hairpin references and the sets' element counts. */
+#define HAIR_SEEN 0x80000000u
+enum { HAIR_WAS_OUT = 1, HAIR_WAS_IN = 2 };
+
 static void hair_ref(struct fam *f, const struct delem *e, int delta)
 {
-	for (size_t i = 0; i < e->nbe; i++) {
-		const void *ip = be_addr(f, &e->be[i]);
+	f->nwant[e->map] = (size_t)((ptrdiff_t)f->nwant[e->map] + delta);
+	if (e->nbe)
+		f->nwant[MAP_BE] =
+		    (size_t)((ptrdiff_t)f->nwant[MAP_BE] + delta * (ptrdiff_t)e->nslots);
+	for (size_t i = 0; i < (e->nbe ? e->nslots : 0); i++) { /* weight times a backend */
+		const void *ip = be_addr(f, &e->slots[i]);
+		if (!f->full_sync && !amap_get(&f->dirty_h, ip))
+			amap_add(&f->dirty_h, ip,
+				 amap_get(&f->dhair, ip) ? HAIR_WAS_IN : HAIR_WAS_OUT);
 		amap_add(&f->dhair, ip, delta);
-		if (!amap_get(&f->dirty_h, ip))
-			amap_add(&f->dirty_h, ip, 1);
 	}
+}
+
+/* An entry's verdict chain: the shared chains' names (a few per scheduler) are kept once
+ * per process (str_intern), those of affinity groups (which come and go with their
+ * Services) are the entry's own: 12,000 entries, desired and applied, went to a few names. */
+static void chain_ref(struct delem *e, const char *name)
+{
+	bool shared = name && (str_has_prefix(name, "pick-") || str_has_prefix(name, "ext-pick-") ||
+			       !strcmp(name, "reject-chain"));
+	e->chain_own = name && !shared;
+	e->chain = shared ? str_intern(name) : name ? xstrdup(name) : NULL;
 }
 
 static void dchain_free(void *v)
@@ -418,24 +512,26 @@ static void delem_free(void *v)
 {
 	struct delem *e = v;
 	if (e) {
-		free(e->chain);
+		if (e->chain_own)
+			free((char *)e->chain);
 		free(e->aff);
-		free(e->be);
 		free(e->slots);
 	}
 	free(e);
 }
 
-static void contrib_free(void *v)
+/* The length of the entry keys (first), or with the chains (all) */
+static size_t contrib_part(const struct contrib *c, bool all)
 {
-	struct contrib *c = v;
-	for (size_t i = 0; i < c->ne; i++)
-		free(c->ekeys[i]);
-	for (size_t i = 0; i < c->nc; i++)
-		free(c->chains[i]);
-	free(c->ekeys);
-	free(c->chains);
-	free(c);
+	const char *p = c->s;
+	for (unsigned i = 0; i < c->ne + (all ? c->nc : 0); i++)
+		p += strlen(p) + 1;
+	return (size_t)(p - c->s);
+}
+
+static size_t contrib_len(const struct contrib *c)
+{
+	return contrib_part(c, false);
 }
 
 /* What a chain's rules are made from (not the backends: they are map elements). */
@@ -451,7 +547,7 @@ static uint64_t dchain_sig(const struct dchain *c, uint32_t mark)
 
 /* Put a chain into the desired set for one more contributing Service (the same name always
  * has the same content: names carry what the rules are made from). */
-static void want_chain(struct fam *w, struct contrib *ct, struct smap *seen, struct dchain *c,
+static void want_chain(struct fam *w, struct names *ct, struct smap *seen, struct dchain *c,
 		       const char *name)
 {
 	if (smap_has(seen, name)) {
@@ -459,8 +555,7 @@ static void want_chain(struct fam *w, struct contrib *ct, struct smap *seen, str
 		return;
 	}
 	smap_add(seen, name);
-	ct->chains = xrealloc(ct->chains, (ct->nc + 1) * sizeof(char *));
-	ct->chains[ct->nc++] = xstrdup(name);
+	names_add(ct, name);
 	bool created;
 	void **slot = smap_slot(&w->dchains, name, &created);
 	if (*slot) {
@@ -483,7 +578,7 @@ static void unwant_chain(struct fam *w, const char *name)
 }
 
 /* The chain an entry with backends goes to (wanted, with what it continues in). */
-static char *entry_chain(struct fam *w, struct contrib *ct, struct smap *seen,
+static char *entry_chain(struct fam *w, struct names *ct, struct smap *seen,
 			 const struct svc_entry *e, size_t nslots)
 {
 	struct dchain *c = xcalloc(1, sizeof(*c));
@@ -509,25 +604,30 @@ static char *entry_chain(struct fam *w, struct contrib *ct, struct smap *seen,
 	return name;
 }
 
+static void assign_slots(struct delem *d, const struct be *be, size_t nbe, const struct delem *a);
+
 static void service_apply(struct fam *w, struct svc_planner *sp, const char *key)
 {
 	struct contrib *old = smap_del(&w->contribs, key);
 	if (old) {
-		for (size_t i = 0; i < old->ne; i++) {
-			struct delem *d = smap_del(&w->delems, old->ekeys[i]);
+		contrib_foreach(old, ek)
+		{
+			struct delem *d = smap_del(&w->delems, ek);
 			if (d)
 				hair_ref(w, d, -1);
 			delem_free(d);
-			smap_add(&w->dirty_e, old->ekeys[i]);
+			if (!w->full_sync) /* else every key is dirty (dirty_keys) */
+				smap_add(&w->dirty_e, ek);
 		}
-		for (size_t i = 0; i < old->nc; i++)
-			unwant_chain(w, old->chains[i]);
-		contrib_free(old);
+		const char *end = old->s + contrib_part(old, true);
+		for (const char *c = old->s + contrib_len(old); c < end; c += strlen(c) + 1)
+			unwant_chain(w, c);
+		free(old);
 	}
 	const struct svc_entries *es = svc_planner_get(sp, key);
 	if (!es)
 		return;
-	struct contrib *ct = xcalloc(1, sizeof(*ct));
+	struct names ct = {0}, ekeys = {0};
 	struct smap seen = SMAP_INIT;
 	for (size_t i = 0; i < es->n; i++) {
 		const struct svc_entry *e = &es->v[i];
@@ -535,12 +635,12 @@ static void service_apply(struct fam *w, struct svc_planner *sp, const char *key
 			continue; /* the other family's table */
 		struct delem *el = xcalloc(1, sizeof(*el));
 		key_build(w, el->key, e->vip.b, l4_of(e->proto), e->port);
-		el->be = xcalloc(e->nbackends + 1, sizeof(*el->be));
+		struct be *bes = xcalloc(e->nbackends + 1, sizeof(*bes));
 		for (size_t b = 0; e->verdict == SVC_FORWARD && b < e->nbackends; b++) {
 			const struct svc_backend *be = &e->backends[b];
 			if (be->ip.family != w->af)
 				continue;
-			struct be *nb = &el->be[el->nbe++];
+			struct be *nb = &bes[el->nbe++];
 			nb->ip = be_handle(w, be->ip.b);
 			nb->port = be->port;
 			nb->weight = be->weight ? be->weight : 1;
@@ -549,20 +649,25 @@ static void service_apply(struct fam *w, struct svc_planner *sp, const char *key
 		if (el->nbe) {
 			el->map = MAP_SERVICES;
 			el->verdict = (uint32_t)NFT_GOTO;
-			el->chain = entry_chain(w, ct, &seen, e, el->nslots);
+			char *name = entry_chain(w, &ct, &seen, e, el->nslots);
+			chain_ref(el, name);
+			free(name);
 			if (e->affinity_timeout)
 				el->aff = xasprintf("aff-%s", e->group);
 		} else {
 			el->map = MAP_NOEP;
 			if (e->verdict != SVC_DROP) {
 				el->verdict = (uint32_t)NFT_GOTO;
-				el->chain = xstrdup("reject-chain");
+				chain_ref(el, "reject-chain");
 			} else {
 				el->verdict = NF_DROP;
 			}
 		}
 		char ks[80];
 		key_str(w, el->key, ks, sizeof(ks));
+		/* slots against the applied entry (after a dump, again at sync) */
+		assign_slots(el, bes, el->nbe, smap_get(&w->aelems, ks));
+		free(bes);
 		bool created;
 		void **slot = smap_slot(&w->delems, ks, &created);
 		if (!created) { /* the planner keeps keys unique; be safe anyway */
@@ -571,35 +676,42 @@ static void service_apply(struct fam *w, struct svc_planner *sp, const char *key
 		}
 		*slot = el;
 		hair_ref(w, el, +1);
-		smap_add(&w->dirty_e, ks);
-		ct->ekeys = xrealloc(ct->ekeys, (ct->ne + 1) * sizeof(char *));
-		ct->ekeys[ct->ne++] = xstrdup(ks);
+		if (!w->full_sync)
+			smap_add(&w->dirty_e, ks);
+		names_add(&ekeys, ks);
 	}
 	smap_clear(&seen, NULL);
 	free(seen.b);
-	if (!ct->ne && !ct->nc) { /* nothing in this family's table (IPv4-only Services) */
-		contrib_free(ct);
-		return;
+	if (ekeys.n || ct.n) { /* else nothing in this family's table (IPv4-only Services) */
+		struct contrib *c = xmalloc(sizeof(*c) + ekeys.len + ct.len);
+		c->ne = ekeys.n;
+		c->nc = ct.n;
+		if (ekeys.len)
+			memcpy(c->s, ekeys.p, ekeys.len);
+		if (ct.len)
+			memcpy(c->s + ekeys.len, ct.p, ct.len);
+		bool created;
+		*smap_slot(&w->contribs, key, &created) = c;
 	}
-	bool created;
-	*smap_slot(&w->contribs, key, &created) = ct;
+	free(ekeys.p);
+	free(ct.p);
 }
 
 /* Which backend goes to which slot: a backend keeps the slots it has in the kernel as far
  * as they are still below the new slot count and its weight allows; the others fill the free
  * slots in order.  So replacing one endpoint rewrites one element and removing one moves at
  * most one other. */
-static void assign_slots(struct delem *d, const struct delem *a)
+static void assign_slots(struct delem *d, const struct be *be, size_t nbe, const struct delem *a)
 {
 	free(d->slots);
 	d->slots = xcalloc(d->nslots + 1, sizeof(*d->slots));
-	uint16_t *left = xcalloc(d->nbe + 1, sizeof(*left));
-	for (size_t i = 0; i < d->nbe; i++)
-		left[i] = d->be[i].weight;
+	uint16_t *left = xcalloc(nbe + 1, sizeof(*left));
+	for (size_t i = 0; i < nbe; i++)
+		left[i] = be[i].weight;
 	for (size_t s = 0; a && s < a->nslots && s < d->nslots; s++)
-		for (size_t i = 0; i < d->nbe; i++)
-			if (left[i] && be_used(&a->slots[s]) && be_same(&d->be[i], &a->slots[s])) {
-				d->slots[s] = d->be[i];
+		for (size_t i = 0; i < nbe; i++)
+			if (left[i] && be_used(&a->slots[s]) && be_same(&be[i], &a->slots[s])) {
+				d->slots[s] = be[i];
 				left[i]--;
 				break;
 			}
@@ -607,14 +719,44 @@ static void assign_slots(struct delem *d, const struct delem *a)
 	for (size_t s = 0; s < d->nslots; s++) {
 		if (be_used(&d->slots[s]))
 			continue;
-		while (i < d->nbe && !left[i])
+		while (i < nbe && !left[i])
 			i++;
-		if (i == d->nbe)
+		if (i == nbe)
 			break;
-		d->slots[s] = d->be[i];
+		d->slots[s] = be[i];
 		left[i]--;
 	}
 	free(left);
+}
+
+static int be_cmp(const void *x, const void *y)
+{
+	const struct be *a = x, *b = y;
+	if (a->ip != b->ip)
+		return a->ip < b->ip ? -1 : 1;
+	return (a->port > b->port) - (a->port < b->port);
+}
+
+/* Assign d's slots again against a (the kernel's, after a dump): its backends are those at
+ * its slots, each as many times as its weight. */
+static void reassign_slots(struct delem *d, const struct delem *a)
+{
+	if (!d->nbe || !a)
+		return;
+	struct be *be = xcalloc(d->nslots + 1, sizeof(*be));
+	memcpy(be, d->slots, d->nslots * sizeof(*be));
+	qsort(be, d->nslots, sizeof(*be), be_cmp);
+	size_t n = 0;
+	for (size_t s = 0; s < d->nslots; s++) {
+		if (n && be_same(&be[n - 1], &be[s]))
+			continue;
+		be[n] = be[s];
+		be[n++].weight = 1;
+		for (size_t t = s + 1; t < d->nslots && be_same(&be[t], &be[s]); t++)
+			be[n - 1].weight++;
+	}
+	assign_slots(d, be, n, a);
+	free(be);
 }
 
 /* ---- netlink ---- */
@@ -760,6 +902,13 @@ static int set_cb(const struct nlmsghdr *nlh, void *arg)
 		const char *name = nftnl_set_get_str(s, NFTNL_SET_NAME);
 		if (table && name && !strcmp(table, w->table) && str_has_prefix(name, "aff-"))
 			smap_add(&w->asets, name);
+		for (int m = 0; table && name && !strcmp(table, w->table) && m < NSETS; m++)
+			if (!strcmp(name, map_names[m])) {
+				w->kset[m] = true;
+				w->ksize[m] = nftnl_set_is_set(s, NFTNL_SET_DESC_SIZE)
+						  ? nftnl_set_get_u32(s, NFTNL_SET_DESC_SIZE)
+						  : 0;
+			}
 	}
 	nftnl_set_free(s);
 	return MNL_CB_OK;
@@ -778,6 +927,7 @@ static void backend_elem(struct elem_ctx *ec, const uint8_t *key, const uint8_t 
 	struct fam *w = ec->w;
 	uint32_t slot;
 	memcpy(&slot, key, 4);
+	w->kcount[MAP_BE]++;
 	char ks[80];
 	key_str(w, key + 4, ks, sizeof(ks));
 	struct delem *a = smap_get(&w->aelems, ks);
@@ -812,8 +962,12 @@ static int elem_iter(struct nftnl_set_elem *e, void *arg)
 		return 0;
 	}
 	if (ec->what == ELEMS_HAIRPIN) {
-		if (key && len == 2 * f->alen && !amap_get(&ec->w->ahair, key))
-			amap_add(&ec->w->ahair, key, 1);
+		ec->w->kcount[SET_HP]++;
+		uint32_t *v = key && len == 2 * f->alen ? amap_get(&ec->w->dhair, key) : NULL;
+		if (v)
+			*v |= HAIR_SEEN;
+		else if (key && len == 2 * f->alen && !amap_get(&ec->w->xhair, key))
+			amap_add(&ec->w->xhair, key, 1);
 		return 0;
 	}
 	if (!key || len != f->klen)
@@ -823,7 +977,7 @@ static int elem_iter(struct nftnl_set_elem *e, void *arg)
 	memcpy(el->key, key, f->klen);
 	el->verdict = nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT);
 	const char *chain = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
-	el->chain = chain ? xstrdup(chain) : NULL;
+	chain_ref(el, chain);
 	char ks[80];
 	key_str(f, el->key, ks, sizeof(ks));
 	bool created;
@@ -844,18 +998,28 @@ static int elem_cb(const struct nlmsghdr *nlh, void *arg)
 
 static char *aff_chain_name(const char *aff_map);
 
+/* The entry keys to compare: those changed, or in a full sync every key desired or in the
+ * kernel (no set of 12,000 dirty keys at the peak of the first sync).  Free the array. */
+static const char **dirty_keys(const struct fam *w, size_t *n)
+{
+	if (!w->full_sync)
+		return smap_keys(&w->dirty_e, n);
+	/* in no particular order (sorting 12,000 keys twice a sync is not needed) */
+	const char **k = xcalloc(w->delems.n + w->aelems.n + 1, sizeof(*k));
+	*n = 0;
+	smap_foreach(&w->delems, it) k[(*n)++] = it->key;
+	smap_foreach(&w->aelems, it) if (!smap_get(&w->delems, it->key)) k[(*n)++] = it->key;
+	return k;
+}
+
 static void mark_all_dirty(struct fam *w)
 {
 	const struct smap *maps[] = {&w->achains, &w->dchains};
 	for (size_t i = 0; i < 2; i++)
 		smap_foreach(maps[i], it) smap_add(&w->dirty_c, it->key);
 	const struct smap *emaps[] = {&w->aelems, &w->delems};
-	for (size_t i = 0; i < 2; i++)
+	for (size_t i = 0; i < 2 && !w->full_sync; i++) /* full: dirty_keys() has them all */
 		smap_foreach(emaps[i], it) smap_add(&w->dirty_e, it->key);
-	const struct amap *hmaps[] = {&w->ahair, &w->dhair};
-	for (size_t h = 0; h < 2; h++)
-		amap_foreach(hmaps[h], i) if (!amap_get(&w->dirty_h, amap_key(hmaps[h], i)))
-		    amap_add(&w->dirty_h, amap_key(hmaps[h], i), 1);
 	/* an affinity map belongs to the service chain of the same group */
 	smap_foreach(&w->asets, it)
 	{
@@ -882,10 +1046,13 @@ static int dump_elems(struct nft_writer *w, const char *set, struct elem_ctx *ec
 static int dump_kernel(struct nft_writer *w, struct fam *f)
 {
 	f->present = false;
+	memset(f->kset, 0, sizeof(f->kset));
+	memset(f->ksize, 0, sizeof(f->ksize));
+	memset(f->kcount, 0, sizeof(f->kcount));
 	smap_clear(&f->achains, free);
 	smap_clear(&f->aelems, delem_free);
 	smap_clear(&f->asets, NULL);
-	amap_clear(&f->ahair);
+	amap_clear(&f->xhair);
 	free(f->orphans);
 	f->orphans = NULL;
 	f->norphans = 0;
@@ -909,11 +1076,9 @@ static int dump_kernel(struct nft_writer *w, struct fam *f)
 		nftnl_set_free(s);
 		r = dump(w, nlh, set_cb, f);
 	}
-	static const char *const sets[] = {"services", "no-endpoint-services", MAP_BACKENDS,
-					   SET_HAIRPIN};
-	for (int m = 0; m < 4 && r == 0; m++) {
+	for (int m = 0; m < NSETS && r == 0; m++) {
 		struct elem_ctx ec = {f, m};
-		r = dump_elems(w, sets[m], &ec);
+		r = dump_elems(w, map_names[m], &ec);
 	}
 	return r;
 }
@@ -987,7 +1152,7 @@ static void flush_chain(struct batch *bt, const char *name)
 
 /* A named set (data_type 0) or map in the table. */
 static void add_set(struct batch *bt, const char *name, uint32_t flags, uint32_t key_type,
-		    uint32_t key_len, uint32_t data_type, uint32_t data_len)
+		    uint32_t key_len, uint32_t data_type, uint32_t data_len, uint32_t size)
 {
 	struct nftnl_set *s = nftnl_set_alloc();
 	nftnl_set_set_str(s, NFTNL_SET_TABLE, bt->w->table);
@@ -1001,6 +1166,8 @@ static void add_set(struct batch *bt, const char *name, uint32_t flags, uint32_t
 		if (data_len)
 			nftnl_set_set_u32(s, NFTNL_SET_DATA_LEN, data_len);
 	}
+	if (size)
+		nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, size);
 	nftnl_set_set_u32(s, NFTNL_SET_ID, ++bt->set_id);
 	struct nlmsghdr *nlh = msg_hdr(bt, NFT_MSG_NEWSET, NLM_F_CREATE, 512);
 	nftnl_set_nlmsg_build_payload(nlh, s);
@@ -1137,17 +1304,39 @@ static void x_masq(struct nftnl_rule *r)
 	nftnl_rule_add_expr(r, nftnl_expr_alloc("masq"));
 }
 
+/* The element sets to make: those not in the kernel, and those to recreate (after the rules
+ * bound to them were flushed: the fixed chains by the caller, the pick and affinity chains,
+ * which read the backends map, here; they are refilled by fam_batch). */
+static void sets_create(struct batch *bt)
+{
+	const struct fam *f = bt->f;
+	if (f->fresh[MAP_BE])
+		smap_foreach(&f->achains, it) if (str_has_prefix(it->key, "pick-") ||
+						  str_has_prefix(it->key, "svc-"))
+		    flush_chain(bt, it->key);
+	for (int m = 0; m < NSETS; m++)
+		if (f->fresh[m] && f->kset[m])
+			set_op(bt, map_names[m], false);
+	const uint32_t st = SVC_KEY_TYPE(f->atype);
+	const struct {
+		uint32_t kt, kl, dt, dl;
+	} shape[NSETS] = {
+	    {st, f->klen, NFT_DATA_VERDICT, 0},
+	    {st, f->klen, NFT_DATA_VERDICT, 0},
+	    {BE_KEY_TYPE(f->atype), 4 + f->klen, BE_DATA_TYPE(f->atype), f->alen + 4},
+	    {HP_KEY_TYPE(f->atype), 2 * f->alen, 0, 0},
+	};
+	for (int m = 0; m < NSETS; m++)
+		if (f->made[m])
+			add_set(bt, map_names[m], 0, shape[m].kt, shape[m].kl, shape[m].dt,
+				shape[m].dl, f->nsize[m]);
+}
+
 static void base_objects(struct batch *bt)
 {
 	struct nft_writer *w = bt->w;
 	const struct fam *f = bt->f;
 	add_table(bt);
-	add_set(bt, map_names[MAP_SERVICES], 0, SVC_KEY_TYPE(f->atype), f->klen, NFT_DATA_VERDICT,
-		0);
-	add_set(bt, map_names[MAP_NOEP], 0, SVC_KEY_TYPE(f->atype), f->klen, NFT_DATA_VERDICT, 0);
-	add_set(bt, MAP_BACKENDS, 0, BE_KEY_TYPE(f->atype), 4 + f->klen, BE_DATA_TYPE(f->atype),
-		f->alen + 4);
-	add_set(bt, SET_HAIRPIN, 0, HP_KEY_TYPE(f->atype), 2 * f->alen, 0, 0);
 	static const struct {
 		const char *name, *type;
 		int hook, prio;
@@ -1168,6 +1357,7 @@ static void base_objects(struct batch *bt)
 	 * sees them empty and a restart is hitless */
 	for (size_t i = 0; i < ARRAY_SIZE(base); i++)
 		flush_chain(bt, base[i].name);
+	sets_create(bt);
 	struct nftnl_rule *r;
 	for (int i = 0; i < 2; i++) {
 		r = rule_new(bt, i ? "nat-output" : "nat-prerouting");
@@ -1243,7 +1433,7 @@ static char *aff_chain_name(const char *aff_map)
 static void aff_map_add(struct batch *bt, const char *name)
 {
 	add_set(bt, name, NFT_SET_TIMEOUT | NFT_SET_EVAL, bt->f->atype, bt->f->alen, NFT_TYPE_MARK,
-		4);
+		4, 0);
 }
 
 /* Registers of the pick (A = address words: 1 for IPv4, 4 for IPv6): the backends key
@@ -1485,8 +1675,24 @@ static int send_batch(struct nft_writer *w, struct batch *bt)
 	return r;
 }
 
+static void hair_unseen(struct fam *w)
+{
+	if (w->full_sync)
+		amap_foreach(&w->dhair, i) w->dhair.v[i] &= ~HAIR_SEEN;
+	w->full_sync = false;
+}
+
 static void update_applied(struct fam *w)
 {
+	w->kcount[MAP_BE] = w->nwant[MAP_BE];
+	w->kcount[SET_HP] = w->dhair.n;
+	for (int m = 0; m < NSETS; m++) {
+		if (w->made[m]) {
+			w->kset[m] = true;
+			w->ksize[m] = w->nsize[m];
+		}
+		w->made[m] = w->fresh[m] = false;
+	}
 	smap_foreach(&w->dirty_c, it)
 	{
 		const struct dchain *d = smap_get(&w->dchains, it->key);
@@ -1508,33 +1714,31 @@ static void update_applied(struct fam *w)
 			free(set);
 		}
 	}
-	smap_foreach(&w->dirty_e, it)
-	{
-		const struct delem *d = smap_get(&w->delems, it->key);
-		delem_free(smap_del(&w->aelems, it->key));
+	size_t ne;
+	const char **en = dirty_keys(w, &ne);
+	for (size_t i = 0; i < ne; i++) {
+		const char *ek = en[i];
+		struct delem *d = smap_get(&w->delems, ek);
+		delem_free(smap_del(&w->aelems, ek));
 		if (d) {
+			d->staged = false;
 			struct delem *c = xcalloc(1, sizeof(*c));
 			c->map = d->map;
 			memcpy(c->key, d->key, SVC_KEY_MAX);
 			c->verdict = d->verdict;
-			c->chain = xstrdup(d->chain);
+			chain_ref(c, d->chain);
 			c->nslots = d->nbe ? d->nslots : 0;
 			if (c->nslots) {
 				c->slots = xcalloc(c->nslots, sizeof(*c->slots));
 				memcpy(c->slots, d->slots, c->nslots * sizeof(*c->slots));
 			}
 			bool created;
-			*smap_slot(&w->aelems, it->key, &created) = c;
+			*smap_slot(&w->aelems, ek, &created) = c;
 		}
 	}
-	amap_foreach(&w->dirty_h, i)
-	{
-		const uint32_t *ip = amap_key(&w->dirty_h, i);
-		if (!amap_get(&w->dhair, ip))
-			amap_del(&w->ahair, ip);
-		else if (!amap_get(&w->ahair, ip))
-			amap_add(&w->ahair, ip, 1);
-	}
+	free(en);
+	hair_unseen(w); /* the kernel's set is dhair's addresses now */
+	amap_clear(&w->xhair);
 	free(w->orphans);
 	w->orphans = NULL;
 	w->norphans = 0;
@@ -1547,8 +1751,8 @@ static void update_applied(struct fam *w)
 
 static bool has_backend(const struct delem *d, const struct be *b)
 {
-	for (size_t i = 0; d && i < d->nbe; i++)
-		if (be_same(&d->be[i], b))
+	for (size_t i = 0; d && d->nbe && i < d->nslots; i++)
+		if (be_same(&d->slots[i], b))
 			return true;
 	return false;
 }
@@ -1610,7 +1814,7 @@ struct nft_writer *nft_writer_new(struct svc_planner *sp, const struct nft_cfg *
 		f->daddr = v6 ? 24 : 16;
 		f->table = w->table;
 		f->mark = w->mark;
-		f->dhair.kw = f->ahair.kw = f->dirty_h.kw = f->aw;
+		f->dhair.kw = f->xhair.kw = f->dirty_h.kw = f->aw;
 		f->pool.idx.kw = 4;
 	}
 	return w;
@@ -1620,13 +1824,13 @@ static void fam_free(struct fam *w)
 {
 	smap_clear(&w->dchains, dchain_free);
 	smap_clear(&w->delems, delem_free);
-	smap_clear(&w->contribs, contrib_free);
+	smap_clear(&w->contribs, free);
 	smap_clear(&w->achains, free);
 	smap_clear(&w->aelems, delem_free);
 	struct smap *all[] = {&w->dchains, &w->delems, &w->contribs, &w->achains,
 			      &w->aelems,  &w->asets,  &w->dirty_c,  &w->dirty_e};
 	amap_clear(&w->dhair);
-	amap_clear(&w->ahair);
+	amap_clear(&w->xhair);
 	amap_clear(&w->dirty_h);
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++) {
 		smap_clear(all[i], NULL);
@@ -1692,9 +1896,10 @@ static void sync_elements(struct batch *bt, const char **en, size_t ne, bool del
 	for (size_t i = 0; i < ne; i++) {
 		struct delem *d = smap_get(&w->delems, en[i]);
 		const struct delem *a = smap_get(&w->aelems, en[i]);
-		if (d && del)
-			assign_slots(d, a);
-		size_t dn = d && d->nbe ? d->nslots : 0, an = a ? a->nslots : 0;
+		if (d && del && w->full_sync)
+			reassign_slots(d, a); /* a is what the dump found */
+		size_t dn = d && d->nbe ? d->nslots : 0;
+		size_t an = a && !w->fresh[MAP_BE] ? a->nslots : 0;
 		if (del) {
 			for (size_t s = 0; s < an; s++)
 				if (be_used(&a->slots[s]) &&
@@ -1703,6 +1908,8 @@ static void sync_elements(struct batch *bt, const char **en, size_t ne, bool del
 					bt->w->stats.backends_deleted++;
 				}
 		} else {
+			if (!a && d && d->staged)
+				continue; /* sent ahead (prestage) */
 			for (size_t s = 0; s < dn; s++)
 				if (be_used(&d->slots[s]) &&
 				    (s >= an || !be_used(&a->slots[s]) ||
@@ -1712,7 +1919,7 @@ static void sync_elements(struct batch *bt, const char **en, size_t ne, bool del
 				}
 		}
 	}
-	for (size_t i = 0; del && i < w->norphans; i++) {
+	for (size_t i = 0; del && !w->fresh[MAP_BE] && i < w->norphans; i++) {
 		struct nftnl_set_elem *el = nftnl_set_elem_alloc();
 		nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, w->orphans[i], 4 + w->klen);
 		eb_add(&eb, el);
@@ -1720,12 +1927,20 @@ static void sync_elements(struct batch *bt, const char **en, size_t ne, bool del
 	eb_flush(&eb);
 
 	eb = (struct elem_batch){bt, SET_HAIRPIN, type, NULL, 0};
-	amap_foreach(&w->dirty_h, i)
-	{
-		const uint32_t *ip = amap_key(&w->dirty_h, i);
-		bool want = amap_get(&w->dhair, ip), have = amap_get(&w->ahair, ip);
-		if (want != have && want != del)
-			eb_hairpin(&eb, ip);
+	bool fresh = w->fresh[SET_HP];
+	if (del && w->full_sync && !fresh) {
+		amap_foreach(&w->xhair, i) eb_hairpin(&eb, amap_key(&w->xhair, i));
+	} else if (!del && (w->full_sync || fresh)) {
+		amap_foreach(&w->dhair, i) if (fresh || !(w->dhair.v[i] & HAIR_SEEN))
+		    eb_hairpin(&eb, amap_key(&w->dhair, i));
+	} else if (!fresh) {
+		amap_foreach(&w->dirty_h, i)
+		{
+			const uint32_t *ip = amap_key(&w->dirty_h, i);
+			bool want = amap_get(&w->dhair, ip), have = w->dirty_h.v[i] == HAIR_WAS_IN;
+			if (want != have && want != del)
+				eb_hairpin(&eb, ip);
+		}
 	}
 	eb_flush(&eb);
 
@@ -1734,6 +1949,8 @@ static void sync_elements(struct batch *bt, const char **en, size_t ne, bool del
 		for (size_t i = 0; i < ne; i++) {
 			const struct delem *d = smap_get(&w->delems, en[i]);
 			const struct delem *a = smap_get(&w->aelems, en[i]);
+			if (a && w->fresh[a->map])
+				a = NULL; /* its set is new: nothing to delete, all to add */
 			if (a && d && delem_same(a, d))
 				continue;
 			if (del && a && a->map == m) {
@@ -1777,13 +1994,39 @@ static void fam_batch(struct batch *bt, bool full, struct ct_match **stale, size
 	 * without IPv6 (or without IPv6 Services) gets no ip6 table */
 	bool base =
 	    full ? (w->af == AF_INET || w->present || w->delems.n) : (!w->present && w->delems.n);
+	w->nwant[SET_HP] = w->dhair.n;
+	bool recreate = false;
+	for (int m = 0; m < NSETS; m++) {
+		bool have = w->kset[m];
+		/* a set made now, or one whose size the desired elements exceed */
+		w->fresh[m] = have && w->ksize[m] && w->nwant[m] > w->ksize[m];
+		w->made[m] = base && (!have || w->fresh[m]);
+		recreate |= w->fresh[m];
+		w->nsize[m] = set_size_for(w->nwant[m]);
+	}
+	if (recreate) {
+		if (!full)
+			mark_all_dirty(w); /* every element of a recreated set is added again */
+		for (int m = 0; m < NSETS; m++) {
+			w->made[m] = !w->kset[m] || w->fresh[m];
+			if (!w->fresh[m])
+				continue;
+			bt->w->stats.sets_recreated++;
+			log_info(SUB,
+				 "%s %s: set %s: %zu elements exceed its size %u; "
+				 "recreating it with size %u",
+				 w->af == AF_INET6 ? "ip6" : "ip", w->table, map_names[m],
+				 w->nwant[m], w->ksize[m], w->nsize[m]);
+		}
+		base = true; /* the fixed chains are refilled */
+	}
 	if (base) {
 		base_objects(bt);
 		w->present = true;
 	}
 	size_t nc, ne;
 	const char **cn = smap_keys(&w->dirty_c, &nc);
-	const char **en = smap_keys(&w->dirty_e, &ne);
+	const char **en = dirty_keys(w, &ne);
 	/* 1. chains and affinity maps to create: first, so rules and elements can name them */
 	for (size_t i = 0; i < nc; i++) {
 		const struct dchain *d = smap_get(&w->dchains, cn[i]);
@@ -1806,11 +2049,13 @@ static void fam_batch(struct batch *bt, bool full, struct ct_match **stale, size
 	for (size_t i = 0; i < nc; i++) {
 		const struct dchain *d = smap_get(&w->dchains, cn[i]);
 		const struct applied_chain *a = smap_get(&w->achains, cn[i]);
-		if (!d || (a && a->sig == d->sig))
+		/* flushed by sets_create: it reads the recreated backends map */
+		bool flushed = a && w->fresh[MAP_BE] && d && d->kind != CK_EXT;
+		if (!d || (a && a->sig == d->sig && !flushed))
 			continue;
 		char sig[64];
 		snprintf(sig, sizeof(sig), SIG_PREFIX "%016llx", (unsigned long long)d->sig);
-		if (a)
+		if (a && !flushed)
 			flush_chain(bt, cn[i]);
 		bt->comment = sig;
 		chain_rules(bt, cn[i], d);
@@ -1844,6 +2089,178 @@ static void fam_batch(struct batch *bt, bool full, struct ct_match **stale, size
 	free(en);
 }
 
+static void batch_start(struct batch *bt)
+{
+	bt->b.len = 0;
+	bt->msgs = 0;
+	nftnl_batch_begin(nb_reserve(&bt->b, 256), ++bt->w->seq);
+	bt->b.len += MNL_ALIGN(((struct nlmsghdr *)bt->b.p)->nlmsg_len);
+}
+
+/* End and send the transaction (if it holds any message): 0 or the kernel's error. */
+static int batch_send(struct batch *bt)
+{
+	if (!bt->msgs)
+		return 0;
+	nftnl_batch_end(nb_reserve(&bt->b, 256), ++bt->w->seq);
+	bt->b.len += MNL_ALIGN(((struct nlmsghdr *)(bt->b.p + bt->b.len))->nlmsg_len);
+	return send_batch(bt->w, bt);
+}
+
+/* Sending ahead.  A full sync of 10,000 Services x 10 is a transaction of 8 MB, most of it
+ * elements of the backends map and the hairpin set, and it was the largest block of the
+ * writer's memory.  But the backends elements of an entry that is not in the kernel's
+ * service maps cannot be reached by any packet (the pick chains look up only entries the
+ * services map sent there), and a hairpin element only masquerades a connection that was
+ * DNATed back to its own source.  So those are sent first, in transactions of at most
+ * PRESTAGE_BYTES; the one transaction that follows holds everything a packet can see (the
+ * entries, changed backends, chains).  Not with a set to recreate (its elements go with it)
+ * or with backends elements of no entry in the kernel (a failed sync; the main transaction
+ * deletes them).  If a later transaction fails, what was sent ahead is unreachable and the
+ * next sync's dump sorts it out. */
+#define PRESTAGE_BYTES (1u << 20)
+#define PRESTAGE_MIN_KEYS 256
+
+struct staged_hp {
+	size_t n, cap;
+	uint32_t (*a)[4];
+};
+
+static void prestage_done(struct fam *f, struct smap *keys, struct staged_hp *hp)
+{
+	smap_foreach(keys, it)
+	{
+		struct delem *d = smap_get(&f->delems, it->key);
+		if (d) {
+			d->staged = true;
+			f->kcount[MAP_BE] += d->nslots;
+		}
+	}
+	f->kcount[SET_HP] += hp->n;
+	smap_clear(keys, NULL);
+	for (size_t i = 0; i < hp->n; i++) {
+		uint32_t *v =
+		    f->full_sync ? amap_get(&f->dhair, hp->a[i]) : amap_get(&f->dirty_h, hp->a[i]);
+		if (v)
+			*v = f->full_sync ? (*v | HAIR_SEEN) : HAIR_WAS_IN;
+	}
+	hp->n = 0;
+}
+
+static int prestage_flush(struct batch *bt, struct elem_batch *eb, struct smap *keys,
+			  struct staged_hp *hp, bool force)
+{
+	if (bt->b.len < PRESTAGE_BYTES && !force)
+		return 0;
+	eb_flush(eb);
+	if (bt->msgs)
+		bt->w->stats.sent_ahead++;
+	int r = batch_send(bt);
+	if (r == 0)
+		prestage_done(bt->f, keys, hp);
+	batch_start(bt);
+	return r;
+}
+
+static int prestage_fam(struct batch *bt)
+{
+	struct fam *f = bt->f;
+	f->nwant[SET_HP] = f->dhair.n;
+	bool fresh[NSETS], any = false;
+	for (int m = 0; m < NSETS; m++) {
+		fresh[m] = f->kset[m] && f->ksize[m] && f->nwant[m] > f->ksize[m];
+		any |= fresh[m];
+	}
+	/* small changes go in one transaction (a second one would only cost a round trip) */
+	if (!f->delems.n || fresh[MAP_BE] || fresh[SET_HP] ||
+	    (!f->full_sync && f->dirty_e.n < PRESTAGE_MIN_KEYS))
+		return 0;
+	struct smap keys = SMAP_INIT;
+	struct staged_hp hp = {0};
+	memset(f->made, 0, sizeof(f->made));
+	memset(f->fresh, 0, sizeof(f->fresh));
+	batch_start(bt);
+	if (!any) /* the table and sets (an empty kernel): sets_create() leaves them then */
+		for (int m = 0; m < NSETS; m++)
+			if (!f->kset[m]) {
+				if (!bt->msgs)
+					add_table(bt);
+				f->made[m] = true;
+				f->fresh[m] = false;
+				f->nsize[m] = set_size_for(f->nwant[m]);
+			}
+	if (bt->msgs) {
+		sets_create(bt);
+		for (int m = 0; m < NSETS; m++)
+			f->made[m] = false;
+	}
+	bool sets_ok = true;
+	for (int m = 0; m < NSETS; m++)
+		sets_ok &= f->kset[m] || bt->msgs;
+	/* a set's size bounds what it holds at any time: what is sent ahead comes before the
+	 * main transaction's deletions, so only as much as fits next to what is in it now */
+	size_t room[NSETS];
+	for (int m = 0; m < NSETS; m++) {
+		size_t size = f->kset[m] ? f->ksize[m] : f->nsize[m];
+		if (!f->kset[m] || !size)
+			room[m] = f->kset[m] ? SIZE_MAX : size;
+		else
+			room[m] = size > f->kcount[m] ? size - f->kcount[m] : 0;
+	}
+	int r = 0;
+	size_t ne = 0;
+	const char **en = sets_ok ? dirty_keys(f, &ne) : NULL;
+	struct elem_batch eb = {bt, MAP_BACKENDS, NFT_MSG_NEWSETELEM, NULL, 0};
+	for (size_t i = 0; i < ne && !f->norphans && r == 0; i++) {
+		struct delem *d = smap_get(&f->delems, en[i]);
+		if (!d || !d->nbe || d->staged || smap_get(&f->aelems, en[i]) ||
+		    d->nslots > room[MAP_BE])
+			continue;
+		room[MAP_BE] -= d->nslots;
+		for (size_t sl = 0; sl < d->nslots; sl++)
+			eb_backend(&eb, (uint32_t)sl, d->key, &d->slots[sl]);
+		smap_add(&keys, en[i]);
+		bt->w->stats.backends_added += (unsigned)d->nslots;
+		r = prestage_flush(bt, &eb, &keys, &hp, false);
+	}
+	eb_flush(&eb);
+	eb = (struct elem_batch){bt, SET_HAIRPIN, NFT_MSG_NEWSETELEM, NULL, 0};
+	const struct amap *hm = f->full_sync ? &f->dhair : &f->dirty_h;
+	amap_foreach(hm, i)
+	{
+		if (!sets_ok || r)
+			break;
+		const uint32_t *ip = amap_key(hm, i);
+		bool add = f->full_sync ? !(hm->v[i] & HAIR_SEEN)
+					: hm->v[i] == HAIR_WAS_OUT && amap_get(&f->dhair, ip);
+		if (!add || !room[SET_HP])
+			continue;
+		room[SET_HP]--;
+		eb_hairpin(&eb, ip);
+		if (hp.n == hp.cap) {
+			hp.cap = hp.cap ? 2 * hp.cap : 1024;
+			hp.a = xrealloc(hp.a, hp.cap * sizeof(*hp.a));
+		}
+		memset(hp.a[hp.n], 0, sizeof(hp.a[0]));
+		memcpy(hp.a[hp.n++], ip, f->alen);
+		r = prestage_flush(bt, &eb, &keys, &hp, false);
+	}
+	if (r == 0)
+		r = prestage_flush(bt, &eb, &keys, &hp, true);
+	if (r == 0)
+		for (int m = 0; m < NSETS; m++)
+			if (!f->kset[m] && bt->set_id) {
+				f->kset[m] = true;
+				f->ksize[m] = f->nsize[m];
+			}
+	eb_flush(&eb);
+	free(en);
+	free(hp.a);
+	smap_clear(&keys, NULL);
+	free(keys.b);
+	return r;
+}
+
 int nft_writer_sync(struct nft_writer *w)
 {
 	memset(&w->stats, 0, sizeof(w->stats));
@@ -1851,6 +2268,12 @@ int nft_writer_sync(struct nft_writer *w)
 	if (r < 0) {
 		snprintf(w->err, sizeof(w->err), "netlink socket: %s", strerror(-r));
 		return r;
+	}
+	for (int f = 0; w->need_dump && f < NFAM; f++) { /* everything will be dirty */
+		smap_foreach(&w->fam[f].delems, it)((struct delem *)it->val)->staged = false;
+		hair_unseen(&w->fam[f]); /* a failed sync's dump */
+		w->fam[f].full_sync = true;
+		amap_clear(&w->fam[f].dirty_h);
 	}
 	char **keys = NULL;
 	size_t n = svc_planner_update(w->sp, &keys);
@@ -1874,6 +2297,19 @@ int nft_writer_sync(struct nft_writer *w)
 	}
 	w->stats.full = full;
 
+	/* what no packet can reach yet, ahead, in small transactions */
+	struct batch pb = {.w = w};
+	for (int f = 0; f < NFAM && r == 0; f++) {
+		pb.f = &w->fam[f];
+		r = prestage_fam(&pb);
+	}
+	free(pb.b.p);
+	if (r < 0) {
+		log_warn(SUB, "transaction failed (%s); will dump table %s and retry", w->err,
+			 w->table);
+		w->need_dump = true;
+		return r;
+	}
 	/* both tables' changes in one transaction: atomic across the families */
 	struct batch bt = {.w = w};
 	nftnl_batch_begin(nb_reserve(&bt.b, 256), ++w->seq);

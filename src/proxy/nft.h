@@ -58,13 +58,23 @@
  * (IPv4 or IPv6) sent to that entry's address and port and translated to the backend are
  * deleted (conntrack.h), so UDP clients move to the remaining backends at their next datagram.
  *
- * Every sync is ONE netlink transaction (NFNL_MSG_BATCH_BEGIN .. END) for both tables, holding
- * only what changed: map and set elements of changed entries, chains whose content changed (flushed
- * and refilled inside the transaction, so no packet sees them empty), chains no longer
- * wanted.  Each dynamic chain's rules carry a content hash in their comment (userdata), so a
+ * Everything a packet can see changes in ONE netlink transaction (NFNL_MSG_BATCH_BEGIN .. END)
+ * for both tables, holding only what changed: map and set elements of changed entries, chains
+ * whose content changed (flushed and refilled inside the transaction, so no packet sees them
+ * empty), chains no longer wanted.  In a large sync, what no packet can reach yet is sent
+ * ahead of it in transactions of at most 1 MB: the backends elements of entries not yet in
+ * the service maps and new hairpin addresses (so the writer never holds an 8 MB transaction).
+ * Each dynamic chain's rules carry a content hash in their comment (userdata), so a
  * restarted writer dumps the table's chains, rules, sets and elements once, diffs, and
  * changes only what differs: the tables are never flushed, conntrack is untouched,
- * established connections survive.  Nothing outside the two tables is touched. */
+ * established connections survive.  Nothing outside the two tables is touched.
+ *
+ * The four element sets are created with a size (NFTA_SET_DESC_SIZE: twice the elements
+ * they need, a power of two, at least 512), which makes kernel 6.18 use its fixed-size hash
+ * (no resizing while 100,000 elements are added); the size is a hard limit, so a sync that
+ * needs more recreates the set in its transaction (rules bound to it flushed, set deleted
+ * and added with the new size and all its elements, rules added again).  A restart adopts
+ * the sizes it finds; sets without a size (older twill) have no limit and are kept. */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
@@ -91,6 +101,8 @@ struct nft_sync_stats {
 	unsigned chains_deleted;
 	unsigned services;	    /* Services whose entries changed */
 	unsigned conntrack_deleted; /* stale UDP conntrack entries deleted after the commit */
+	unsigned sets_recreated;    /* element sets outgrown: recreated with a larger size */
+	unsigned sent_ahead; /* transactions of unreachable elements sent before the main one */
 };
 
 struct nft_writer;
@@ -99,8 +111,9 @@ struct nft_writer *nft_writer_new(struct svc_planner *sp, const struct nft_cfg *
 void nft_writer_free(struct nft_writer *w);
 /* Pending work: the planner has stale Services, or a (re)sync is due. */
 bool nft_writer_dirty(const struct nft_writer *w);
-/* Bring the kernel to the planner's desired state. 0 or -errno (then nothing was changed:
- * the transaction is atomic; the next sync dumps the kernel again). */
+/* Bring the kernel to the planner's desired state. 0 or -errno (then nothing a packet can
+ * reach was changed: the transaction is atomic, elements sent ahead of it are unreachable;
+ * the next sync dumps the kernel again). */
 int nft_writer_sync(struct nft_writer *w);
 /* Dump the kernel again on the next sync (drift repair). */
 void nft_writer_request_resync(struct nft_writer *w);

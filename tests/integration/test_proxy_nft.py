@@ -528,3 +528,103 @@ def test_udp_endpoint_removal_clears_conntrack(env):
     time.sleep(0.5)
     later = [r for t, _, r in read_replies(out) if t > t0 + 0.3]
     assert later and set(later) == {keep}, later[-10:]
+
+
+ECHO_SERVER = r"""
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8)
+def serve(c):
+    while True:
+        d = c.recv(100)
+        if not d:
+            return
+        c.sendall(d)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+"""
+
+# one line in, the echo (or ERR) out, on one TCP connection kept open
+ECHO_CLIENT = r"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+for line in sys.stdin:
+    try:
+        c.sendall(line.encode()); print(c.recv(100).decode().strip(), flush=True)
+    except OSError as e:
+        print("ERR", e, flush=True)
+"""
+
+
+def set_sizes(env):
+    return {o["map" if "map" in o else "set"]["name"]: o["map" if "map" in o else "set"].get("size")
+            for o in env.table() if "map" in o or "set" in o}
+
+
+def test_sets_recreated_when_outgrown(env):
+    """The element sets are created with a size (the kernel's fixed-size hash, no resizing
+    while elements are added); a restart that needs more elements than a set's size
+    recreates it in one transaction, and an established connection through the Service
+    keeps working; a restart with the same state recreates nothing."""
+    ECHO_VIP = "10.96.7.20"
+    env.procs.append(subprocess.Popen(
+        ["ip", "netns", "exec", PFX + "b1", "/usr/bin/python3", "-c", ECHO_SERVER,
+         BACKENDS["b1"], "9000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    env.write("echo.yaml", svc_yaml("echo", ECHO_VIP, 9000, 9000))
+    env.write("echo-eps.yaml", eps_yaml("echo", [BACKENDS["b1"]], port=9000))
+    env.write("web.yaml", svc_yaml("web", VIP, 80, 8080, affinity=60))
+    env.write("web-eps.yaml", eps_yaml("web", list(BACKENDS.values())))
+    st = env.apply()
+    assert st["ok"], st
+    small = set_sizes(env)
+    assert small["services"] == small["backends"] == small["hairpin"] == 512, small
+
+    client = subprocess.Popen(["ip", "netns", "exec", CLI, "/usr/bin/python3", "-c",
+                               ECHO_CLIENT, ECHO_VIP, "9000"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    env.procs.append(client)
+    deadline = time.monotonic() + 10
+    while True:  # the server may take a moment to start
+        client.stdin.write("one\n")
+        client.stdin.flush()
+        if client.stdout.readline().strip() == "one":
+            break
+        assert time.monotonic() < deadline, "no echo through %s" % ECHO_VIP
+        client = subprocess.Popen(["ip", "netns", "exec", CLI, "/usr/bin/python3", "-c",
+                                   ECHO_CLIENT, ECHO_VIP, "9000"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        env.procs.append(client)
+        time.sleep(0.2)
+    assert env.get("http://%s/id" % VIP)[0] == 0
+
+    # 600 more Services with one endpoint each: 600+ entries and backends exceed 512
+    ips = list(BACKENDS.values())
+    env.write("many.yaml", "---\n".join(
+        svc_yaml("s%d" % i, "10.97.%d.%d" % (i // 250, i % 250 + 1), 80, 8080)
+        for i in range(600)))
+    env.write("many-eps.yaml", "---\n".join(eps_yaml("s%d" % i, [ips[i % 3]])
+                                            for i in range(600)))
+    st = env.apply()
+    assert st["ok"], st
+    big = set_sizes(env)
+    assert big["services"] == big["backends"] == 2048 and big["hairpin"] == 512, big
+    assert len(env.map_elems("services")) == 602
+    assert len(env.map_elems("backends")) == 604
+    assert len(env.map_elems("hairpin", kind="set")) == 3
+    assert "aff-default/web/tcp/80" in aff_maps(env)
+    # the established connection kept its NAT, the old and new Services answer
+    client.stdin.write("two\n")
+    client.stdin.flush()
+    assert client.stdout.readline().strip() == "two"
+    assert env.get("http://%s/id" % VIP)[0] == 0
+    assert env.get("http://10.97.2.100/id")[0] == 0  # s599
+    assert env.get("http://10.97.1.1/id")[0] == 0  # s250
+
+    # the same state again: nothing recreated or rewritten
+    st = env.apply()
+    assert (st["elemsAdded"], st["backendsAdded"], st["chainsWritten"]) == (0, 0, 0), st
+    assert set_sizes(env) == big
+    client.stdin.write("three\n")
+    client.stdin.flush()
+    assert client.stdout.readline().strip() == "three"
+    client.stdin.close()

@@ -43,10 +43,39 @@ static void collect(const struct diag *d, void *arg)
 	s->n++;
 }
 
+/* The objects l->v[n0..] and diagnostics s of one pass over text must be exactly what
+ * decoding it in parts on three threads gives (manifest_set_parallel). */
+static void same_in_parts(const char *text, int r, const struct objlist *l, size_t n0,
+			  const struct seen *s)
+{
+	struct objlist p = {0};
+	struct seen ps;
+	memset(&ps, 0, sizeof(ps));
+	manifest_set_parallel(0, 3);
+	int pr = manifest_decode("m.yaml", text, strlen(text), &p, collect, &ps);
+	manifest_set_parallel(1u << 20, 0);
+	assert_int_equal(pr, r);
+	assert_int_equal(p.n, l->n - n0);
+	for (size_t i = 0; i < p.n; i++) {
+		char a[256], b[256];
+		assert_string_equal(object_id(p.v[i], a, sizeof(a)),
+				    object_id(l->v[n0 + i], b, sizeof(b)));
+		assert_true(p.v[i]->hash == l->v[n0 + i]->hash);
+		assert_int_equal(p.v[i]->meta.line, l->v[n0 + i]->meta.line);
+	}
+	assert_int_equal(ps.n, s->n);
+	for (int i = 0; i < ps.n; i++)
+		assert_string_equal(ps.text[i], s->text[i]);
+	objlist_free(&p);
+}
+
 static int decode(const char *text, struct objlist *l, struct seen *s)
 {
 	memset(s, 0, sizeof(*s));
-	return manifest_decode("m.yaml", text, strlen(text), l, collect, s);
+	size_t n0 = l->n;
+	int r = manifest_decode("m.yaml", text, strlen(text), l, collect, s);
+	same_in_parts(text, r, l, n0, s);
+	return r;
 }
 
 /* Decode text that must hold exactly n good objects and no error. */
@@ -1238,6 +1267,132 @@ static void test_hash_equality(void **state)
 	object_free(oc);
 }
 
+/* ---- large files in parts ---- */
+
+/* n documents (Services and EndpointSlices) with line ending eol; *lines gets the line of
+ * each document's object. */
+static char *many_docs(int n, const char *eol, int *lines)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	int line = 1;
+	fprintf(f, "# generated%s", eol);
+	line++;
+	for (int i = 0; i < n; i++) {
+		if (i) {
+			fprintf(f, i % 7 ? "---%s" : "...%s--- # next%s", eol, eol);
+			line += i % 7 ? 1 : 2;
+		}
+		lines[i] = line;
+		if (i % 2) {
+			fprintf(f,
+				"apiVersion: discovery.k8s.io/v1%skind: EndpointSlice%s"
+				"metadata: {name: s%d, labels: {kubernetes.io/service-name: s%d}}%s"
+				"addressType: IPv4%sendpoints:%s- addresses: [10.1.%d.%d]%s"
+				"  nodeName: n%d%s",
+				eol, eol, i, i, eol, eol, eol, i / 256, i % 256, eol, i % 3, eol);
+			line += 7;
+		} else {
+			fprintf(f,
+				"apiVersion: v1%skind: Service%smetadata:%s  name: s%d%sspec:%s"
+				"  description: |%s    text%s%s    more%s"
+				"  ports: [{port: %d}]%s",
+				eol, eol, eol, i, eol, eol, eol, eol, eol, eol, 1 + i % 1000, eol);
+			line += 10;
+		}
+	}
+	fclose(f);
+	return text;
+}
+
+static void test_parts(void **state)
+{
+	(void)state;
+	enum { N = 600 };
+	static int lines[N];
+	const char *eols[] = {"\n", "\r\n"};
+	for (size_t e = 0; e < ARRAY_SIZE(eols); e++) {
+		char *text = many_docs(N, eols[e], lines);
+		struct objlist l = {0};
+		struct seen s;
+		manifest_set_parallel(1u << 20, 0);
+		memset(&s, 0, sizeof(s));
+		assert_int_equal(manifest_decode("m.yaml", text, strlen(text), &l, collect, &s), 0);
+		assert_int_equal(manifest_set_parallel(0, 4), 0); /* small: one pass */
+		same_in_parts(text, 0, &l, 0, &s);
+		for (int threads = 2; threads <= 4; threads++) {
+			struct objlist p = {0};
+			manifest_set_parallel(0, threads);
+			assert_int_equal(manifest_decode("m.yaml", text, strlen(text), &p, NULL, NULL),
+					 0);
+			assert_int_equal(manifest_set_parallel(1u << 20, 0), 1); /* in parts */
+			assert_int_equal(p.n, N);
+			for (int i = 0; i < N; i++) {
+				assert_int_equal(p.v[i]->meta.line, lines[i]);
+				assert_int_equal(l.v[i]->meta.line, lines[i]);
+				assert_true(p.v[i]->hash == l.v[i]->hash);
+			}
+			objlist_free(&p);
+		}
+		objlist_free(&l);
+
+		/* an error in a late document: the file is decoded again in one pass, so the
+		 * error is reported once, at its line, and only that document is left out */
+		char *bad = strstr(text + strlen(text) * 3 / 4, "port: ");
+		assert_non_null(bad);
+		memcpy(bad, "pert:", 5);
+		manifest_set_parallel(0, 2);
+		memset(&s, 0, sizeof(s));
+		assert_int_equal(manifest_decode("m.yaml", text, strlen(text), &l, collect, &s), 1);
+		assert_int_equal(manifest_set_parallel(1u << 20, 0), 0);
+		assert_int_equal(s.n, 1);
+		assert_string_equal(s.msg[0], "required");
+		int want = 1;
+		for (const char *c = text; c < bad; c++)
+			want += *c == '\n';
+		assert_int_equal(s.line[0], want);
+		assert_int_equal(l.n, N - 1);
+		objlist_free(&l);
+		memcpy(bad, "port:", 5);
+
+		/* a syntax error ("---" inside a quoted string) in a late document */
+		char *q = strstr(bad, "  description: |");
+		assert_non_null(q);
+		memcpy(q, "  descrip: \"", 12);
+		memset(&s, 0, sizeof(s));
+		int r1 = manifest_decode("m.yaml", text, strlen(text), &l, collect, &s);
+		assert_true(r1 > 0);
+		same_in_parts(text, r1, &l, 0, &s);
+		objlist_free(&l);
+		free(text);
+	}
+
+	/* a lone CR, NEL and LS are line breaks to libyaml: the lines of later parts are
+	 * counted as it counts them */
+	char *text = many_docs(N, "\n", lines);
+	char *cr = strstr(text + strlen(text) / 4, "\nkind");
+	*cr = '\r';
+	char *big = xasprintf("apiVersion: v1\nkind: Namespace\nmetadata: {name: x, annotations: "
+			      "{a: \"one\xe2\x80\xa8two\xc2\x85three\"}}\n---\n%s",
+			      text);
+	struct objlist l = {0};
+	struct seen s;
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(manifest_decode("m.yaml", big, strlen(big), &l, collect, &s), 0);
+	assert_int_equal(l.n, N + 1);
+	assert_int_equal(l.v[N]->meta.line, lines[N - 1] + 4 + 2);
+	manifest_set_parallel(1u << 20, 0);
+	same_in_parts(big, 0, &l, 0, &s);
+	manifest_set_parallel(0, 2);
+	assert_int_equal(manifest_decode("m.yaml", big, strlen(big), &l, collect, &s), 0);
+	assert_int_equal(manifest_set_parallel(1u << 20, 0), 1);
+	assert_int_equal(l.v[2 * N + 1]->meta.line, lines[N - 1] + 4 + 2);
+	objlist_free(&l);
+	free(big);
+	free(text);
+}
+
 static void test_diag_fmt_and_file(void **state)
 {
 	(void)state;
@@ -1290,6 +1445,7 @@ int main(void)
 	    cmocka_unit_test(test_syntax_errors),
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_hash_equality),
+	    cmocka_unit_test(test_parts),
 	    cmocka_unit_test(test_diag_fmt_and_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -660,6 +660,28 @@ static const char *big_yaml(int round)
 	return buf;
 }
 
+/* MANY_N IPv4 Services with one endpoint each: enough changed entries for the writer to
+ * send the backends and hairpin elements of the new entries ahead of the main transaction
+ * (and fewer than the sets' first size, 512). */
+#define MANY_N 300
+static char *many_yaml(int gen)
+{
+	size_t size = MANY_N * 420 + 64, off = 0;
+	char *buf = xmalloc(size);
+	for (int i = 0; i < MANY_N; i++)
+		off += (size_t)snprintf(
+		    buf + off, size - off,
+		    "apiVersion: v1\nkind: Service\nmetadata: {name: m%d-%d}\n"
+		    "spec:\n  clusterIP: 10.97.%d.%d\n  ports: [{port: 80}]\n---\n"
+		    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+		    "metadata: {name: m%d-%d-1, labels: {kubernetes.io/service-name: m%d-%d}}\n"
+		    "addressType: IPv4\nports: [{port: 8080}]\nendpoints:\n"
+		    "- {addresses: [10.246.%d.%d]}\n---\n",
+		    gen, i, 10 * gen + i / 250, i % 250 + 1, gen, i, gen, i, 10 * gen + i / 250,
+		    i % 250 + 1);
+	return buf;
+}
+
 /* In a fresh network namespace: one sync writes both tables; a second writer (a restart)
  * changes nothing; an IPv6 endpoint change touches only IPv6 backends elements. */
 static void writer_round_trip(void)
@@ -712,12 +734,52 @@ static void writer_round_trip(void)
 		put(s, "big.yaml", big_yaml(round));
 		CK(nft_writer_sync(w) == 0);
 		st = nft_writer_stats(w);
-		CK(st->backends_added == BIG_N && st->backends_deleted == (round ? BIG_N : 0));
+		if (round == 0) { /* 609 backends, 603 hairpin addresses: more than the sets'
+				   * first size (512); both recreated, all their elements added */
+			CK(st->sets_recreated == 2 && st->backends_added == BIG_N + 9 &&
+			   st->backends_deleted == 0);
+			continue;
+		}
+		CK(st->sets_recreated == 0 && st->backends_added == BIG_N &&
+		   st->backends_deleted == BIG_N);
 	}
 	nft_writer_request_resync(w);
 	CK(nft_writer_sync(w) == 0);
 	st = nft_writer_stats(w);
 	CK(st->full && st->backends_added == 0 && st->backends_deleted == 0 && st->elems_added == 0);
+
+	/* many new Services in one incremental sync: their backends and hairpin addresses go
+	 * ahead of the main transaction; a resync then finds everything in place */
+	char *many = many_yaml(0);
+	put(s, "many.yaml", many);
+	free(many);
+	CK(nft_writer_sync(w) == 0);
+	st = nft_writer_stats(w);
+	CK(!st->full && st->sent_ahead == 1 && st->sets_recreated == 0 &&
+	   st->backends_added == MANY_N && st->elems_added == MANY_N && st->elems_deleted == 0);
+	nft_writer_request_resync(w);
+	CK(nft_writer_sync(w) == 0);
+	st = nft_writer_stats(w);
+	CK(st->full && st->sets_recreated == 0 && st->backends_added == 0 &&
+	   st->backends_deleted == 0 && st->elems_added == 0 && st->elems_deleted == 0);
+	/* replaced by as many other Services: what goes ahead must fit into the backends map
+	 * (size 512) next to the old ones, which the main transaction deletes; the rest goes
+	 * with the main transaction */
+	many = many_yaml(1);
+	put(s, "many.yaml", many);
+	free(many);
+	CK(nft_writer_sync(w) == 0);
+	st = nft_writer_stats(w);
+	CK(st->sent_ahead == 1 && st->sets_recreated == 0 && st->backends_added == MANY_N &&
+	   st->backends_deleted == MANY_N && st->elems_added == MANY_N);
+	nft_writer_request_resync(w);
+	CK(nft_writer_sync(w) == 0);
+	st = nft_writer_stats(w);
+	CK(st->full && st->backends_added == 0 && st->backends_deleted == 0 && st->elems_added == 0);
+	put(s, "many.yaml", NULL);
+	CK(nft_writer_sync(w) == 0);
+	st = nft_writer_stats(w);
+	CK(st->sent_ahead == 0 && st->backends_deleted == MANY_N && st->elems_deleted == MANY_N);
 	put(s, "big.yaml", NULL);
 	CK(nft_writer_sync(w) == 0);
 	CK(nft_writer_stats(w)->backends_deleted == BIG_N);
