@@ -57,10 +57,33 @@ static int dest_cmp_q(const void *a, const void *b)
 	return ipvs_dest_cmp(a, b);
 }
 
+struct dest_pair {
+	struct ipvs_dest d;
+	struct ipvs_dest_counters c;
+};
+
+static int pair_cmp_q(const void *a, const void *b)
+{
+	return ipvs_dest_cmp(&((const struct dest_pair *)a)->d, &((const struct dest_pair *)b)->d);
+}
+
 void ipvs_service_sort_dests(struct ipvs_service *s)
 {
-	if (s->ndests > 1)
+	if (s->ndests < 2)
+		return;
+	if (!s->ctrs) {
 		qsort(s->dests, s->ndests, sizeof(*s->dests), dest_cmp_q);
+		return;
+	}
+	struct dest_pair *p = xmalloc(s->ndests * sizeof(*p));
+	for (size_t i = 0; i < s->ndests; i++)
+		p[i] = (struct dest_pair){s->dests[i], s->ctrs[i]};
+	qsort(p, s->ndests, sizeof(*p), pair_cmp_q);
+	for (size_t i = 0; i < s->ndests; i++) {
+		s->dests[i] = p[i].d;
+		s->ctrs[i] = p[i].c;
+	}
+	free(p);
 }
 
 struct ipvs_dest *ipvs_service_add_dest(struct ipvs_service *s, const struct ipvs_dest *d)
@@ -68,6 +91,10 @@ struct ipvs_dest *ipvs_service_add_dest(struct ipvs_service *s, const struct ipv
 	if (s->ndests == s->cap) {
 		s->cap = s->cap ? 2 * s->cap : 4;
 		s->dests = xrealloc(s->dests, s->cap * sizeof(*s->dests));
+		if (s->ctrs) {
+			s->ctrs = xrealloc(s->ctrs, s->cap * sizeof(*s->ctrs));
+			memset(&s->ctrs[s->ndests], 0, (s->cap - s->ndests) * sizeof(*s->ctrs));
+		}
 	}
 	s->dests[s->ndests] = *d;
 	return &s->dests[s->ndests++];
@@ -78,16 +105,23 @@ void ipvs_service_copy(struct ipvs_service *dst, const struct ipvs_service *src)
 	*dst = *src;
 	dst->cap = src->ndests;
 	dst->dests = NULL;
+	dst->ctrs = NULL;
 	if (src->ndests) {
 		dst->dests = xcalloc(src->ndests, sizeof(*dst->dests));
 		memcpy(dst->dests, src->dests, src->ndests * sizeof(*dst->dests));
+		if (src->ctrs) {
+			dst->ctrs = xcalloc(src->ndests, sizeof(*dst->ctrs));
+			memcpy(dst->ctrs, src->ctrs, src->ndests * sizeof(*dst->ctrs));
+		}
 	}
 }
 
 void ipvs_service_clear(struct ipvs_service *s)
 {
 	free(s->dests);
+	free(s->ctrs);
 	s->dests = NULL;
+	s->ctrs = NULL;
 	s->ndests = s->cap = 0;
 }
 
@@ -278,9 +312,14 @@ int ipvs_parse_service(const struct nlmsghdr *nlh, struct ipvs_service *out)
 	return 0;
 }
 
-int ipvs_parse_dest(const struct nlmsghdr *nlh, struct ipvs_dest *out)
+int ipvs_parse_dest(const struct nlmsghdr *nlh, struct ipvs_dest *out,
+		    struct ipvs_dest_counters *ctr)
 {
 	memset(out, 0, sizeof(*out));
+	struct ipvs_dest_counters ignored;
+	if (!ctr)
+		ctr = &ignored;
+	memset(ctr, 0, sizeof(*ctr));
 	const struct nlattr *nest = reply_nest(nlh, IPVS_CMD_ATTR_DEST);
 	const struct nlattr *tb[ATTR_TB] = {0};
 	if (!nest || mnl_attr_parse_nested(nest, attr_cb, tb) < 0 || !tb[IPVS_DEST_ATTR_PORT])
@@ -293,13 +332,13 @@ int ipvs_parse_dest(const struct nlmsghdr *nlh, struct ipvs_dest *out)
 	const int keys[] = {IPVS_DEST_ATTR_FWD_METHOD, IPVS_DEST_ATTR_WEIGHT,
 			    IPVS_DEST_ATTR_ACTIVE_CONNS, IPVS_DEST_ATTR_INACT_CONNS,
 			    IPVS_DEST_ATTR_PERSIST_CONNS};
-	uint32_t *v[] = {&out->fwd, &out->weight, &out->active, &out->inactive, &out->persist};
+	uint32_t *v[] = {&out->fwd, &out->weight, &ctr->active, &ctr->inactive, &ctr->persist};
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
 		if (tb[keys[i]])
 			*v[i] = mnl_attr_get_u32(tb[keys[i]]);
 	out->fwd &= IP_VS_CONN_F_FWD_MASK;
-	if (tb[IPVS_DEST_ATTR_STATS] || tb[IPVS_DEST_ATTR_STATS64])
-		get_stats(tb[IPVS_DEST_ATTR_STATS], tb[IPVS_DEST_ATTR_STATS64], &out->stats);
+	if (ctr != &ignored && (tb[IPVS_DEST_ATTR_STATS] || tb[IPVS_DEST_ATTR_STATS64]))
+		get_stats(tb[IPVS_DEST_ATTR_STATS], tb[IPVS_DEST_ATTR_STATS64], &ctr->stats);
 	return 0;
 }
 
@@ -510,13 +549,18 @@ static int service_dump_cb(const struct nlmsghdr *nlh, void *arg)
 
 static int dest_dump_cb(const struct nlmsghdr *nlh, void *arg)
 {
+	struct ipvs_service *s = arg;
 	struct ipvs_dest d;
-	if (ipvs_parse_dest(nlh, &d) == 0)
-		ipvs_service_add_dest(arg, &d);
+	struct ipvs_dest_counters ctr;
+	if (ipvs_parse_dest(nlh, &d, s->ctrs ? &ctr : NULL) == 0) {
+		ipvs_service_add_dest(s, &d);
+		if (s->ctrs)
+			s->ctrs[s->ndests - 1] = ctr;
+	}
 	return MNL_CB_OK;
 }
 
-int ipvs_dump(struct ipvs_conn *c, struct ipvs_table *out)
+int ipvs_dump(struct ipvs_conn *c, struct ipvs_table *out, bool counters)
 {
 	ipvs_table_free(out);
 	char buf[IPVS_MSG_MAX] __attribute__((aligned(8)));
@@ -525,11 +569,17 @@ int ipvs_dump(struct ipvs_conn *c, struct ipvs_table *out)
 		    service_dump_cb, out);
 	for (size_t i = 0; r == 0 && i < out->n; i++) {
 		struct ipvs_service *s = &out->v[i];
+		if (counters) /* grown with dests from here on (ipvs_service_add_dest) */
+			s->ctrs = xcalloc(1, sizeof(*s->ctrs));
 		r = request(c,
 			    ipvs_build_dest(buf, c->family, IPVS_CMD_GET_DEST, NLM_F_DUMP, s, NULL),
 			    dest_dump_cb, s);
 		if (r == -ENOENT || r == -ESRCH) /* deleted meanwhile */
 			r = 0;
+		if (!counters && s->cap > s->ndests && s->ndests) { /* the writer keeps it */
+			s->dests = xrealloc(s->dests, s->ndests * sizeof(*s->dests));
+			s->cap = s->ndests;
+		}
 		ipvs_service_sort_dests(s);
 	}
 	if (r < 0) {

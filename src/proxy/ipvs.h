@@ -48,6 +48,10 @@
  *      difference for the Services the planner reports changed (one new endpoint = one
  *      NEW_DEST).  A restart reconciles against the dump without flushing anything; the
  *      nftables sets are refilled in one atomic transaction after a dump.
+ *      Memory: the wanted state is the only copy kept (after a sync the tracked kernel
+ *      state points at it; a dump's services live until the sync that used them), real
+ *      servers without counters (32 bytes each), the sets' elements in one open-addressing
+ *      table (32 bytes a slot), the IPVS requests diffed and sent 4,096 at a time.
  *      Ownership: in the namespace where it runs, the writer owns every IPVS virtual
  *      service that has an address and port (fwmark services are left alone), the device
  *      kube-ipvs0 and the tables `ip twill-ipvs` and `ip6 twill-ipvs`.
@@ -71,12 +75,16 @@ struct ipvs_stats {
 	uint64_t conns, inpkts, outpkts, inbytes, outbytes;
 };
 
+/* A real server's settings: 32 bytes, the wanted state holds 10 per Service. */
 struct ipvs_dest {
 	struct ipaddr addr;
 	uint16_t port;
 	uint32_t fwd; /* IP_VS_CONN_F_MASQ (0), ... */
 	uint32_t weight;
-	/* from dumps only */
+};
+
+/* What a dump reports about a real server beyond its settings (ipvs_dump with counters). */
+struct ipvs_dest_counters {
 	uint32_t active, inactive, persist;
 	struct ipvs_stats stats;
 };
@@ -93,6 +101,8 @@ struct ipvs_service {
 	struct ipvs_stats stats;
 	size_t ndests, cap;
 	struct ipvs_dest *dests; /* sorted by (addr, port) once ipvs_service_sort_dests ran */
+	struct ipvs_dest_counters *ctrs; /* NULL, or ctrs[i] for dests[i] (a dump with counters;
+					    the array has cap entries) */
 };
 
 /* The names the kernel has schedulers for; true if s is one. */
@@ -103,7 +113,7 @@ int ipvs_dest_cmp(const struct ipvs_dest *a, const struct ipvs_dest *b);
 void ipvs_service_sort_dests(struct ipvs_service *s);
 struct ipvs_dest *ipvs_service_add_dest(struct ipvs_service *s, const struct ipvs_dest *d);
 void ipvs_service_copy(struct ipvs_service *dst, const struct ipvs_service *src);
-void ipvs_service_clear(struct ipvs_service *s); /* frees dests */
+void ipvs_service_clear(struct ipvs_service *s); /* frees dests and ctrs */
 /* "TCP 10.96.0.10:80" (what ipvsadm prints as the service). */
 const char *ipvs_service_key(const struct ipvs_service *s, char *buf, size_t size);
 /* The service's settings as the kernel reports them equal (scheduler, flags, timeout,
@@ -120,7 +130,8 @@ struct nlmsghdr *ipvs_build_dest(void *buf, uint16_t family, uint8_t cmd, uint16
 				 const struct ipvs_service *s, const struct ipvs_dest *d);
 /* A GET_SERVICE / GET_DEST reply. 0, or -EINVAL (malformed, or not that kind of reply). */
 int ipvs_parse_service(const struct nlmsghdr *nlh, struct ipvs_service *out);
-int ipvs_parse_dest(const struct nlmsghdr *nlh, struct ipvs_dest *out);
+int ipvs_parse_dest(const struct nlmsghdr *nlh, struct ipvs_dest *out,
+		    struct ipvs_dest_counters *ctr /* NULL: not read */);
 
 /* ---- the diff of one virtual service ---- */
 enum ipvs_op_kind {
@@ -162,13 +173,14 @@ struct ipvs_conn {
  * IPVS (module ip_vs not loaded), with why in c->err. */
 int ipvs_open(struct ipvs_conn *c);
 void ipvs_close(struct ipvs_conn *c);
-/* Every address:port virtual service with its real servers (dests sorted); fwmark
- * services are skipped.  out is cleared first; free with ipvs_table_free. */
+/* Every address:port virtual service with its real servers (dests sorted, arrays of
+ * exactly ndests without counters; with counters each service's ctrs are filled too);
+ * fwmark services are skipped.  out is cleared first; free with ipvs_table_free. */
 struct ipvs_table {
 	size_t n, cap;
 	struct ipvs_service *v; /* sorted by ipvs_service_cmp */
 };
-int ipvs_dump(struct ipvs_conn *c, struct ipvs_table *out);
+int ipvs_dump(struct ipvs_conn *c, struct ipvs_table *out, bool counters);
 void ipvs_table_free(struct ipvs_table *t);
 /* The service of t with s's key, or NULL. */
 struct ipvs_service *ipvs_table_find(const struct ipvs_table *t, const struct ipvs_service *s);

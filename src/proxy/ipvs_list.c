@@ -44,17 +44,20 @@ static void annotate_backends(json_object *bs, const struct ipvs_service *s)
 		if (ip_parse(jstr(b, "ip"), &key.addr) < 0)
 			continue;
 		const struct ipvs_dest *d = NULL;
+		const struct ipvs_dest_counters *c = NULL;
 		for (size_t i = 0; i < s->ndests && !d; i++)
-			if (!ipvs_dest_cmp(&s->dests[i], &key))
+			if (!ipvs_dest_cmp(&s->dests[i], &key)) {
 				d = &s->dests[i];
-		json_object_object_add(b, "activeConn", json_object_new_int64(d ? d->active : 0));
+				c = s->ctrs ? &s->ctrs[i] : NULL;
+			}
+		json_object_object_add(b, "activeConn", json_object_new_int64(c ? c->active : 0));
 		json_object_object_add(b, "inactiveConn",
-				       json_object_new_int64(d ? d->inactive : 0));
+				       json_object_new_int64(c ? c->inactive : 0));
 		json_object_object_add(b, "inIpvs", json_object_new_boolean(d != NULL));
 		if (d) {
 			json_object_object_add(b, "weight", json_object_new_int64(d->weight));
-			json_object_object_add(b, "conns",
-					       json_object_new_int64((int64_t)d->stats.conns));
+			json_object_object_add(
+			    b, "conns", json_object_new_int64(c ? (int64_t)c->stats.conns : 0));
 		}
 	}
 }
@@ -65,7 +68,7 @@ int ipvs_annotate_listing(json_object *list)
 	int r = ipvs_open(&c);
 	struct ipvs_table t = {0};
 	if (r == 0)
-		r = ipvs_dump(&c, &t);
+		r = ipvs_dump(&c, &t, true);
 	ipvs_close(&c);
 	if (r < 0) {
 		fprintf(stderr, "twill svc: IPVS table not readable: %s\n", c.err);

@@ -17,6 +17,7 @@
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/rtnetlink.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@
 #define SUB "ipvs"
 #define DEFAULT_MASQ_MARK 0x4000u
 #define ELEMS_PER_MSG 256
+#define OPS_CHUNK 4096 /* IPVS requests diffed, then sent, at a time */
 
 /* nftables data types of the set keys (nftables' datatype ids, 6 bits each in a concat) */
 #define T_IPADDR 7
@@ -41,7 +43,8 @@
 #define T_PROTO 12
 #define T_SERVICE 13
 #define CAT(a, b) (((a) << 6) | (b))
-#define KEY_MAX 32 /* the longest key: an IPv6 hairpin pair */
+#define KEY_MAX 32  /* the longest key: an IPv6 hairpin pair */
+#define EKEY_MAX 19 /* the longest key as an element stores it: IPv6 address, proto, port */
 
 enum nset { S_SERVICES, S_CLUSTER, S_MASQ, S_NOEP, S_VIPS, S_HAIRPIN, S_N };
 static const struct {
@@ -81,15 +84,169 @@ static uint32_t key_len(enum nset set, enum fam f)
 	return set == S_VIPS ? a : set == S_HAIRPIN ? 2 * a : a + 8;
 }
 
-/* One wanted (or applied) set element; refs counts the virtual services asking for it. */
+/* The key as an element stores it (elem_nft_key makes the set's key of it): the address
+ * (vips; hairpin, whose key is that address twice), or the address, protocol and port in
+ * network order (the other sets). */
+static uint32_t ekey_len(enum nset set, enum fam f)
+{
+	return set == S_VIPS || set == S_HAIRPIN ? addr_len(f) : addr_len(f) + 3;
+}
+
+/* One set element, wanted (refs > 0: how many virtual services ask for it) and/or in the
+ * kernel (E_HAVE), in an open-addressing table: one 32-byte slot per element, no key
+ * strings and no separate wanted / applied / dirty maps. */
+enum { E_USED = 1, E_DEAD = 2, E_HAVE = 4, E_DIRTY = 8, E_SEEN = 16 };
 struct elem {
-	uint8_t set;
-	uint8_t fam;
-	uint8_t len;
-	uint8_t key[KEY_MAX];
-	int verdict; /* S_NOEP: NF_DROP or NFT_GOTO (reject-chain) */
-	unsigned refs;
+	uint8_t key[EKEY_MAX];
+	uint32_t refs;
+	uint8_t set, fam, len, flags;
+	int8_t verdict, have_verdict; /* S_NOEP: NF_DROP or NFT_GOTO (reject-chain) */
 };
+_Static_assert(sizeof(struct elem) == 32, "struct elem: one 32-byte slot");
+struct etab {
+	struct elem *v;
+	size_t cap, used, live, ndirty; /* used: live + tombstones */
+	uint32_t *dl;			/* the slots that became dirty (some may be again clean) */
+	size_t ndl, dlcap;
+};
+
+static uint64_t elem_hash(const struct elem *e)
+{
+	uint8_t h[3 + EKEY_MAX] = {e->set, e->fam, e->len};
+	memcpy(h + 3, e->key, e->len);
+	return fnv1a64(h, 3u + e->len, FNV_SEED);
+}
+
+static bool elem_same_key(const struct elem *a, const struct elem *b)
+{
+	return a->set == b->set && a->fam == b->fam && a->len == b->len &&
+	       !memcmp(a->key, b->key, a->len);
+}
+
+/* The slot of e's key, or (insert) the free slot where it goes; NULL if absent and !insert. */
+static struct elem *etab_slot(const struct etab *t, const struct elem *e, bool insert)
+{
+	if (!t->cap)
+		return NULL;
+	struct elem *free_slot = NULL;
+	for (size_t i = elem_hash(e) & (t->cap - 1), k = 0; k < t->cap;
+	     i = (i + 1) & (t->cap - 1), k++) {
+		struct elem *x = &t->v[i];
+		if (!(x->flags & E_USED)) {
+			if (x->flags & E_DEAD) {
+				if (!free_slot)
+					free_slot = x;
+				continue;
+			}
+			return insert ? (free_slot ? free_slot : x) : NULL;
+		}
+		if (elem_same_key(x, e))
+			return x;
+	}
+	return insert ? free_slot : NULL;
+}
+
+static void etab_dl_push(struct etab *t, size_t i)
+{
+	if (t->ndl == t->dlcap) {
+		t->dlcap = t->dlcap ? 2 * t->dlcap : 64;
+		t->dl = xrealloc(t->dl, t->dlcap * sizeof(*t->dl));
+	}
+	t->dl[t->ndl++] = (uint32_t)i;
+}
+
+static void etab_rehash(struct etab *t, size_t cap)
+{
+	struct etab n = {
+	    .v = xcalloc(cap, sizeof(struct elem)), .cap = cap, .dl = t->dl, .dlcap = t->dlcap};
+	for (size_t i = 0; i < t->cap; i++)
+		if (t->v[i].flags & E_USED) {
+			struct elem *x = etab_slot(&n, &t->v[i], true);
+			*x = t->v[i];
+			n.used++;
+			if (x->flags & E_DIRTY)
+				etab_dl_push(&n, (size_t)(x - n.v));
+		}
+	free(t->v);
+	n.live = n.used;
+	n.ndirty = t->ndirty;
+	*t = n;
+}
+
+/* The element with e's key, added (refs 0, dirty) if missing. */
+static struct elem *etab_get(struct etab *t, const struct elem *e)
+{
+	struct elem *x = etab_slot(t, e, false);
+	if (x)
+		return x;
+	if ((t->used + 1) * 4 > t->cap * 3) {
+		size_t cap = 16;
+		while (cap < (t->live + 1) * 2)
+			cap *= 2;
+		etab_rehash(t, cap);
+	}
+	x = etab_slot(t, e, true);
+	if (!(x->flags & E_DEAD))
+		t->used++;
+	t->live++;
+	*x = *e;
+	x->refs = 0;
+	x->flags = E_USED;
+	return x;
+}
+
+static void etab_dirty(struct etab *t, struct elem *x)
+{
+	if (!(x->flags & E_DIRTY)) {
+		t->ndirty++;
+		etab_dl_push(t, (size_t)(x - t->v));
+	}
+	x->flags |= E_DIRTY;
+}
+
+/* Not wanted and not in the kernel: the slot becomes a tombstone. */
+static void etab_drop(struct etab *t, struct elem *x)
+{
+	if (x->flags & E_DIRTY)
+		t->ndirty--;
+	x->flags = E_DEAD;
+	t->live--;
+}
+
+/* The i-th element to look at: every slot (all), or the dirty list's; NULL past the end. */
+static struct elem *etab_at(const struct etab *t, bool all, size_t i)
+{
+	return all ? (i < t->cap ? &t->v[i] : NULL) : i < t->ndl ? &t->v[t->dl[i]] : NULL;
+}
+
+/* After a committed sync: the kernel has what was wanted; the dirty marks go. */
+static void etab_applied(struct etab *t, bool all)
+{
+	struct elem *x;
+	for (size_t i = 0; (x = etab_at(t, all, i)); i++) {
+		if (!(x->flags & E_USED) || !(all || (x->flags & E_DIRTY)))
+			continue;
+		if (!x->refs) {
+			etab_drop(t, x);
+			continue;
+		}
+		x->flags = E_USED | E_HAVE;
+		x->have_verdict = x->verdict;
+	}
+	t->ndirty = 0;
+	t->ndl = 0;
+	if (t->dlcap > 4096) { /* a full sync's list: not kept */
+		free(t->dl);
+		t->dl = NULL;
+		t->dlcap = 0;
+	}
+	if (t->used > 2 * t->live + 64) { /* many tombstones: compact */
+		size_t cap = 16;
+		while (cap < (t->live + 1) * 2)
+			cap *= 2;
+		etab_rehash(t, cap);
+	}
+}
 
 /* One wanted virtual service and what the nftables sets need to know about it. */
 struct vrec {
@@ -117,7 +274,7 @@ struct ipvs_writer {
 	struct smap owned;		  /* Service key -> struct smap of its vkeys */
 	struct smap have;		  /* vkey -> struct ipvs_service (the kernel's, tracked) */
 	struct smap dirty;		  /* vkeys to reconcile */
-	struct smap ewant, ehave, edirty; /* element key -> struct elem */
+	struct etab elems;		  /* the nftables sets' elements */
 	struct smap awant, ahave, adirty; /* address "a.b.c.d" -> refs / 1 */
 	bool need_dump;
 	/* UDP real servers removed: their conntrack entries go after the sync (conntrack.h) */
@@ -140,51 +297,49 @@ static uint8_t l4_of(enum proto p)
 
 /* ---------------------------------------------------------------- desired state */
 
-static void elem_key_str(const struct elem *e, char *buf, size_t size)
-{
-	size_t off =
-	    (size_t)snprintf(buf, size, "%s%s|", sets[e->set].name, e->fam == F6 ? "6" : "");
-	for (size_t i = 0; i < e->len && off + 3 < size; i++)
-		off += (size_t)snprintf(buf + off, size - off, "%02x", e->key[i]);
-}
-
-/* Add (delta 1) or drop (delta -1) one reference to an element of the wanted sets. */
+/* Add (delta 1) or drop (delta -1) one reference to an element of the wanted sets; key is
+ * the element's stored key (ekey_len). */
 static void elem_ref(struct ipvs_writer *w, enum nset set, enum fam f, const void *key, int verdict,
 		     int delta)
 {
-	struct elem e = {.set = (uint8_t)set,
-			 .fam = (uint8_t)f,
-			 .len = (uint8_t)key_len(set, f),
-			 .verdict = verdict};
+	struct elem e = {.set = (uint8_t)set, .fam = (uint8_t)f, .len = (uint8_t)ekey_len(set, f)};
 	memcpy(e.key, key, e.len);
-	char k[128];
-	elem_key_str(&e, k, sizeof(k));
-	smap_add(&w->edirty, k);
-	bool created;
-	void **slot = smap_slot(&w->ewant, k, &created);
-	struct elem *cur = *slot;
+	struct elem *x = delta > 0 ? etab_get(&w->elems, &e) : etab_slot(&w->elems, &e, false);
+	if (!x)
+		return;
+	etab_dirty(&w->elems, x);
 	if (delta > 0) {
-		if (!cur) {
-			cur = *slot = xmalloc(sizeof(*cur));
-			*cur = e;
-		}
-		cur->verdict = verdict;
-		cur->refs++;
-	} else if (cur && --cur->refs == 0) {
-		free(smap_del(&w->ewant, k));
-	} else if (!cur) {
-		smap_del(&w->ewant, k);
+		x->verdict = (int8_t)verdict;
+		x->refs++;
+	} else if (x->refs && --x->refs == 0 && !(x->flags & E_HAVE)) {
+		etab_drop(&w->elems, x);
 	}
 }
 
-static void svc_key_bytes(uint8_t key[KEY_MAX], const struct ipvs_service *s)
+static void svc_key_bytes(uint8_t key[EKEY_MAX], const struct ipvs_service *s)
 {
 	uint32_t a = addr_len(fam_of(&s->addr));
-	memset(key, 0, KEY_MAX);
+	memset(key, 0, EKEY_MAX);
 	memcpy(key, s->addr.b, a);
 	key[a] = s->proto;
 	uint16_t p = htons(s->port);
-	memcpy(key + a + 4, &p, 2);
+	memcpy(key + a + 1, &p, 2);
+}
+
+/* The set's key of e: address . protocol (padded to 4) . port (padded to 4), the address
+ * twice (hairpin) or once; returns its length (key_len). */
+static uint32_t elem_nft_key(const struct elem *e, uint8_t key[KEY_MAX])
+{
+	uint32_t a = addr_len(e->fam);
+	memset(key, 0, KEY_MAX);
+	memcpy(key, e->key, a);
+	if (e->set == S_HAIRPIN) {
+		memcpy(key + a, e->key, a);
+	} else if (e->set != S_VIPS) {
+		key[a] = e->key[a];
+		memcpy(key + a + 4, e->key + a + 1, 2);
+	}
+	return key_len(e->set, e->fam);
 }
 
 static void addr_ref(struct ipvs_writer *w, const struct ipaddr *a, int delta)
@@ -205,9 +360,8 @@ static void addr_ref(struct ipvs_writer *w, const struct ipaddr *a, int delta)
 /* Every set element and address a wanted virtual service needs, counted up or down. */
 static void vrec_refs(struct ipvs_writer *w, const struct vrec *v, int delta)
 {
-	uint8_t key[KEY_MAX];
+	uint8_t key[EKEY_MAX];
 	enum fam f = fam_of(&v->s.addr);
-	uint32_t a = addr_len(f);
 	svc_key_bytes(key, &v->s);
 	elem_ref(w, S_SERVICES, f, key, 0, delta);
 	if (v->scope == SVC_SCOPE_CLUSTER_IP)
@@ -218,12 +372,8 @@ static void vrec_refs(struct ipvs_writer *w, const struct vrec *v, int delta)
 		elem_ref(w, S_NOEP, f, key, v->verdict == SVC_DROP ? NF_DROP : NFT_GOTO, delta);
 	if (v->scope != SVC_SCOPE_NODE_PORT)
 		addr_ref(w, &v->s.addr, delta);
-	for (size_t i = 0; i < v->s.ndests; i++) {
-		uint8_t hp[KEY_MAX];
-		memcpy(hp, v->s.dests[i].addr.b, a);
-		memcpy(hp + a, v->s.dests[i].addr.b, a);
-		elem_ref(w, S_HAIRPIN, f, hp, 0, delta);
-	}
+	for (size_t i = 0; i < v->s.ndests; i++)
+		elem_ref(w, S_HAIRPIN, f, v->s.dests[i].addr.b, 0, delta);
 }
 
 static void vrec_free(void *p)
@@ -241,13 +391,26 @@ static void set_free(void *p)
 	free(m);
 }
 
+/* `have` holds the kernel's virtual services.  After a sync they are the wanted ones, so
+ * `have` then points at the wanted vrec's service (its first member: the same allocation)
+ * instead of a copy; a vrec is freed once it is neither wanted nor had. */
+static void have_free(struct ipvs_writer *w, const char *vk, struct ipvs_service *s)
+{
+	const struct vrec *v = smap_get(&w->want, vk);
+	if (s && (!v || &v->s != s)) {
+		ipvs_service_clear(s);
+		free(s); /* a dumped service, or a vrec (s is its first member) */
+	}
+}
+
 static void drop_vkey(struct ipvs_writer *w, const char *vk)
 {
 	struct vrec *v = smap_del(&w->want, vk);
 	if (!v)
 		return;
 	vrec_refs(w, v, -1);
-	vrec_free(v);
+	if (smap_get(&w->have, vk) != &v->s)
+		vrec_free(v);
 	smap_add(&w->dirty, vk);
 }
 
@@ -288,6 +451,8 @@ static void service_apply(struct ipvs_writer *w, const char *key)
 			v->s.flags = IP_VS_SVC_F_PERSISTENT;
 			v->s.timeout = e->affinity_timeout;
 		}
+		v->s.dests = e->nbackends ? xmalloc(e->nbackends * sizeof(*v->s.dests)) : NULL;
+		v->s.cap = e->nbackends; /* exact: no room to grow */
 		for (size_t k = 0; k < e->nbackends; k++) {
 			const struct svc_backend *b = &e->backends[k];
 			if (b->ip.family != e->vip.family)
@@ -663,7 +828,8 @@ static void em_add(struct elem_msgs *m, const struct elem *e)
 		m->b->family = nfproto[e->fam];
 	}
 	struct nftnl_set_elem *el = nftnl_set_elem_alloc();
-	nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, e->key, e->len);
+	uint8_t key[KEY_MAX];
+	nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, key, elem_nft_key(e, key));
 	if (e->set == S_NOEP && m->type == NFT_MSG_NEWSETELEM) {
 		nftnl_set_elem_set_u32(el, NFTNL_SET_ELEM_VERDICT, (uint32_t)e->verdict);
 		if (e->verdict == NFT_GOTO)
@@ -690,17 +856,11 @@ static void em_all(struct ipvs_writer *w, struct nftb_batch *b, uint16_t type, s
 	em_flush(&m);
 }
 
-static void elem_copy_into(struct smap *m, const char *k, const struct elem *e)
-{
-	bool created;
-	void **slot = smap_slot(m, k, &created);
-	if (!*slot)
-		*slot = xmalloc(sizeof(struct elem));
-	memcpy(*slot, e, sizeof(*e));
-}
-
 static int nft_sync(struct ipvs_writer *w, bool full)
 {
+	struct etab *t = &w->elems;
+	if (!full && !t->ndirty)
+		return 0;
 	int r = nftb_open(&w->nft);
 	if (r < 0) {
 		snprintf(w->err, sizeof(w->err), "nftables socket: %s", strerror(-r));
@@ -708,49 +868,37 @@ static int nft_sync(struct ipvs_writer *w, bool full)
 	}
 	struct nftb_batch b;
 	nftb_begin(&b, &w->nft, NFPROTO_IPV4);
-	struct smap *keys_of = full ? &w->ewant : &w->edirty;
-	size_t n;
-	const char **keys = smap_keys(keys_of, &n);
+	size_t n = full ? t->live : t->ndirty;
 	struct elem **add = xcalloc(n + 1, sizeof(*add)), **del = xcalloc(n + 1, sizeof(*del));
 	size_t nadd = 0, ndel = 0;
 	if (full)
 		for (int f = 0; f < NFAM; f++)
 			base_objects(w, &b, f);
-	for (size_t i = 0; i < n; i++) {
-		struct elem *want = smap_get(&w->ewant, keys[i]),
-			    *have = smap_get(&w->ehave, keys[i]);
-		if (full) {
-			add[nadd++] = want;
+	struct elem *x;
+	for (size_t i = 0; (x = etab_at(t, full, i)); i++) {
+		if (!(x->flags & E_USED) || (x->flags & E_SEEN) || !(full || (x->flags & E_DIRTY)))
 			continue;
-		}
-		bool same = want && have && want->verdict == have->verdict;
+		x->flags |= E_SEEN; /* a slot reused after a drop is in the list twice */
+		bool want = x->refs > 0, have = !full && (x->flags & E_HAVE);
+		bool same = want && have && x->verdict == x->have_verdict;
 		if (have && !same)
-			del[ndel++] = have;
+			del[ndel++] = x;
 		if (want && !same)
-			add[nadd++] = want;
+			add[nadd++] = x;
 	}
+	for (size_t i = 0; (x = etab_at(t, full, i)); i++)
+		x->flags &= (uint8_t)~E_SEEN;
 	em_all(w, &b, NFT_MSG_DELSETELEM, del, ndel);
+	free(del);
 	em_all(w, &b, NFT_MSG_NEWSETELEM, add, nadd);
 	free(add);
-	free(del);
 	w->stats.nft_messages = b.msgs;
 	r = nftb_commit(&b);
 	if (r < 0) {
 		snprintf(w->err, sizeof(w->err), "nftables table %s: %s", w->table, w->nft.err);
-		free(keys);
 		return r;
 	}
-	if (full)
-		smap_clear(&w->ehave, free);
-	for (size_t i = 0; i < n; i++) {
-		struct elem *want = smap_get(&w->ewant, keys[i]);
-		if (want)
-			elem_copy_into(&w->ehave, keys[i], want);
-		else
-			free(smap_del(&w->ehave, keys[i]));
-	}
-	free(keys);
-	smap_clear(&w->edirty, NULL);
+	etab_applied(t, full);
 	return 0;
 }
 
@@ -780,13 +928,6 @@ struct ipvs_writer *ipvs_writer_new(struct svc_planner *sp, struct store *st,
 	return w;
 }
 
-static void svc_free(void *p)
-{
-	struct ipvs_service *s = p;
-	ipvs_service_clear(s);
-	free(s);
-}
-
 void ipvs_writer_free(struct ipvs_writer *w)
 {
 	if (!w)
@@ -795,18 +936,18 @@ void ipvs_writer_free(struct ipvs_writer *w)
 	nftb_close(&w->nft);
 	if (w->nl)
 		nl_close(w->nl);
-	smap_clear(&w->want, vrec_free);
 	smap_clear(&w->owned, set_free);
-	smap_clear(&w->have, svc_free);
+	smap_foreach(&w->have, it) have_free(w, it->key, it->val);
+	smap_clear(&w->have, NULL);
+	smap_clear(&w->want, vrec_free);
 	smap_clear(&w->dirty, NULL);
-	smap_clear(&w->ewant, free);
-	smap_clear(&w->ehave, free);
-	smap_clear(&w->edirty, NULL);
+	free(w->elems.v);
+	free(w->elems.dl);
 	smap_clear(&w->awant, NULL);
 	smap_clear(&w->ahave, NULL);
 	smap_clear(&w->adirty, NULL);
-	struct smap *all[] = {&w->want,	 &w->owned,  &w->have,	&w->dirty, &w->ewant,
-			      &w->ehave, &w->edirty, &w->awant, &w->ahave, &w->adirty};
+	struct smap *all[] = {&w->want,	 &w->owned, &w->have,  &w->dirty,
+			      &w->awant, &w->ahave, &w->adirty};
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
 		free(all[i]->b);
 	free(w->ct_pending);
@@ -817,7 +958,7 @@ void ipvs_writer_free(struct ipvs_writer *w)
 
 bool ipvs_writer_dirty(const struct ipvs_writer *w)
 {
-	return w->need_dump || w->dirty.n || w->edirty.n || w->adirty.n || w->nct_pending ||
+	return w->need_dump || w->dirty.n || w->elems.ndirty || w->adirty.n || w->nct_pending ||
 	       svc_planner_dirty(w->sp);
 }
 
@@ -844,12 +985,13 @@ static int dump_kernel(struct ipvs_writer *w)
 	if (r < 0)
 		return r;
 	struct ipvs_table t = {0};
-	r = ipvs_dump(&w->ipvs, &t);
+	r = ipvs_dump(&w->ipvs, &t, false);
 	if (r < 0) {
 		snprintf(w->err, sizeof(w->err), "%s", w->ipvs.err);
 		return r;
 	}
-	smap_clear(&w->have, svc_free);
+	smap_foreach(&w->have, it) have_free(w, it->key, it->val);
+	smap_clear(&w->have, NULL);
 	for (size_t i = 0; i < t.n; i++) {
 		char vk[64];
 		ipvs_service_key(&t.v[i], vk, sizeof(vk));
@@ -943,21 +1085,14 @@ unsigned ipvs_writer_elem_refs(const struct ipvs_writer *w, const char *set,
 		if (strcmp(set, sets[i].name))
 			continue;
 		enum fam f = fam_of(&key->addr);
-		uint32_t a = addr_len(f);
 		struct elem e = {
-		    .set = (uint8_t)i, .fam = (uint8_t)f, .len = (uint8_t)key_len(i, f)};
-		if (i == S_VIPS) {
-			memcpy(e.key, key->addr.b, a);
-		} else if (i == S_HAIRPIN) {
-			memcpy(e.key, key->addr.b, a);
-			memcpy(e.key + a, key->addr.b, a);
-		} else {
+		    .set = (uint8_t)i, .fam = (uint8_t)f, .len = (uint8_t)ekey_len(i, f)};
+		if (i == S_VIPS || i == S_HAIRPIN)
+			memcpy(e.key, key->addr.b, addr_len(f));
+		else
 			svc_key_bytes(e.key, key);
-		}
-		char k[128];
-		elem_key_str(&e, k, sizeof(k));
-		const struct elem *have = smap_get(&w->ewant, k);
-		return have ? have->refs : 0;
+		const struct elem *x = etab_slot(&w->elems, &e, false);
+		return x ? x->refs : 0;
 	}
 	return 0;
 }
@@ -979,27 +1114,35 @@ int ipvs_writer_sync(struct ipvs_writer *w)
 
 	size_t nd;
 	const char **dk = smap_keys(&w->dirty, &nd);
-	struct ipvs_ops ops = {0};
-	for (size_t i = 0; i < nd; i++) {
-		const struct vrec *v = smap_get(&w->want, dk[i]);
-		ipvs_diff_service(v ? &v->s : NULL, smap_get(&w->have, dk[i]), &ops);
-	}
-	count_ops(w, &ops);
 	size_t nct_before = w->nct_pending;
-	stale_udp(w, &ops);
 	/* addresses first (a new virtual service's packets arrive as soon as it exists),
 	 * then IPVS, then the rules beside it, then the addresses no longer wanted */
-	r = addrs_sync(w, true);
-	if (!r && ops.n) {
-		r = ipvs_apply(&w->ipvs, ops.v, ops.n);
-		if (r < 0)
+	int ra = r = addrs_sync(w, true);
+	/* the IPVS requests go out OPS_CHUNK at a time as the diff makes them, not as one
+	 * list of the whole table (a full sync at 10,000 Services has 132,000); every op is
+	 * tried, the first failure is reported */
+	struct ipvs_ops ops = {0};
+	for (size_t i = 0; !ra && i <= nd; i++) {
+		if (i < nd) {
+			const struct vrec *v = smap_get(&w->want, dk[i]);
+			ipvs_diff_service(v ? &v->s : NULL, smap_get(&w->have, dk[i]), &ops);
+		}
+		if (!ops.n || (i < nd && ops.n < OPS_CHUNK))
+			continue;
+		count_ops(w, &ops);
+		stale_udp(w, &ops);
+		int a = ipvs_apply(&w->ipvs, ops.v, ops.n);
+		if (a < 0 && !r) {
+			r = a;
 			snprintf(w->err, sizeof(w->err), "%s", w->ipvs.err);
+		}
+		ops.n = 0;
 	}
+	ipvs_ops_free(&ops);
 	if (!r)
 		r = nft_sync(w, full);
 	if (!r)
 		r = addrs_sync(w, false);
-	ipvs_ops_free(&ops);
 	if (r < 0) {
 		log_warn(SUB, "sync failed (%s); will dump the kernel and retry", w->err);
 		w->need_dump = true;
@@ -1008,19 +1151,16 @@ int ipvs_writer_sync(struct ipvs_writer *w)
 		return r;
 	}
 	for (size_t i = 0; i < nd; i++) {
-		const struct vrec *v = smap_get(&w->want, dk[i]);
-		struct ipvs_service *old = smap_del(&w->have, dk[i]);
-		if (old)
-			svc_free(old);
-		if (v) {
-			struct ipvs_service *s = xmalloc(sizeof(*s));
-			ipvs_service_copy(s, &v->s);
-			*smap_slot(&w->have, dk[i], &(bool){0}) = s;
-		}
+		struct vrec *v = smap_get(&w->want, dk[i]);
+		have_free(w, dk[i], smap_del(&w->have, dk[i]));
+		if (v)
+			*smap_slot(&w->have, dk[i], &(bool){0}) = &v->s;
 	}
 	free(dk);
 	smap_clear(&w->dirty, NULL);
 	smap_clear(&w->adirty, NULL);
+	if (full)
+		malloc_trim(0); /* the dump's and the big batches' memory back to the system */
 	w->need_dump = false;
 	w->err[0] = '\0';
 	if (w->nct_pending) {
