@@ -1216,17 +1216,6 @@ static void rule_commit(struct batch *bt, struct nftnl_rule *r)
 		nftnl_udata_buf_free(ud);
 }
 
-static void x_payload(struct nftnl_rule *r, uint32_t base, uint32_t off, uint32_t len,
-		      uint32_t dreg)
-{
-	struct nftnl_expr *e = nftnl_expr_alloc("payload");
-	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, off);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
-	nftnl_rule_add_expr(r, e);
-}
-
 static void x_meta(struct nftnl_rule *r, uint32_t key, uint32_t dreg)
 {
 	struct nftnl_expr *e = nftnl_expr_alloc("meta");
@@ -1240,15 +1229,6 @@ static void x_meta_set(struct nftnl_rule *r, uint32_t key, uint32_t sreg)
 	struct nftnl_expr *e = nftnl_expr_alloc("meta");
 	nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
 	nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, sreg);
-	nftnl_rule_add_expr(r, e);
-}
-
-static void x_cmp(struct nftnl_rule *r, uint32_t op, const void *data, uint32_t len)
-{
-	struct nftnl_expr *e = nftnl_expr_alloc("cmp");
-	nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
-	nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
-	nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
 	nftnl_rule_add_expr(r, e);
 }
 
@@ -1285,9 +1265,9 @@ static void x_lookup(struct nftnl_rule *r, const char *set, uint32_t sreg, int d
 /* ip[6] daddr . meta l4proto . th dport into registers 32-bit first.. */
 static void x_service_key(struct nftnl_rule *r, const struct fam *f, uint32_t first)
 {
-	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, f->daddr, f->alen, R32(first));
+	nftb_payload_reg(r, NFT_PAYLOAD_NETWORK_HEADER, f->daddr, f->alen, R32(first));
 	x_meta(r, NFT_META_L4PROTO, R32(first + f->aw));
-	x_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, R32(first + f->aw + 1));
+	nftb_payload_reg(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, R32(first + f->aw + 1));
 }
 
 /* ip[6] daddr . meta l4proto . th dport vmap @map */
@@ -1373,7 +1353,7 @@ static void base_objects(struct batch *bt)
 	r = rule_new(bt, "nat-postrouting");
 	x_meta(r, NFT_META_MARK, NFT_REG_1);
 	nftb_bitwise(r, w->mark, 0);
-	x_cmp(r, NFT_CMP_NEQ, &zero, 4);
+	nftb_cmp(r, NFT_CMP_NEQ, &zero, 4);
 	x_masq(r);
 	rule_commit(bt, r);
 	/* hairpin: a backend that reached itself through a Service must be masqueraded, or its
@@ -1384,9 +1364,9 @@ static void base_objects(struct batch *bt)
 	nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
 	nftnl_rule_add_expr(r, e);
 	nftb_bitwise(r, IPS_DST_NAT, 0);
-	x_cmp(r, NFT_CMP_NEQ, &zero, 4);
-	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, f->saddr, f->alen, NFT_REG32_00);
-	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, f->daddr, f->alen, R32(f->aw));
+	nftb_cmp(r, NFT_CMP_NEQ, &zero, 4);
+	nftb_payload_reg(r, NFT_PAYLOAD_NETWORK_HEADER, f->saddr, f->alen, NFT_REG32_00);
+	nftb_payload_reg(r, NFT_PAYLOAD_NETWORK_HEADER, f->daddr, f->alen, R32(f->aw));
 	x_lookup(r, SET_HAIRPIN, NFT_REG32_00, NO_DREG);
 	x_masq(r);
 	rule_commit(bt, r);
@@ -1400,7 +1380,7 @@ static void base_objects(struct batch *bt)
 	uint8_t tcp = IPPROTO_TCP;
 	r = rule_new(bt, "reject-chain");
 	x_meta(r, NFT_META_L4PROTO, NFT_REG_1);
-	x_cmp(r, NFT_CMP_EQ, &tcp, 1);
+	nftb_cmp(r, NFT_CMP_EQ, &tcp, 1);
 	e = nftnl_expr_alloc("reject");
 	nftnl_expr_set_u32(e, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_TCP_RST);
 	nftnl_expr_set_u8(e, NFTNL_EXPR_REJECT_CODE, 0);
@@ -1447,7 +1427,7 @@ static void aff_map_add(struct batch *bt, const char *name)
 static void x_aff_update(struct nftnl_rule *r, const struct fam *f, const char *map, uint32_t sreg,
 			 uint32_t aff)
 {
-	x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, f->saddr, f->alen, REG_SADDR(f));
+	nftb_payload_reg(r, NFT_PAYLOAD_NETWORK_HEADER, f->saddr, f->alen, REG_SADDR(f));
 	struct nftnl_expr *d = nftnl_expr_alloc("dynset");
 	nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_SREG_KEY, REG_SADDR(f));
 	nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_SREG_DATA, sreg);
@@ -1474,7 +1454,7 @@ static void x_pick_slot(struct nftnl_rule *r, const struct fam *f, uint8_t sched
 	struct nftnl_expr *e;
 	bool hash = sched == SVC_SCHED_SH || sched == SVC_SCHED_DH;
 	if (hash) {
-		x_payload(r, NFT_PAYLOAD_NETWORK_HEADER,
+		nftb_payload_reg(r, NFT_PAYLOAD_NETWORK_HEADER,
 			  sched == SVC_SCHED_SH ? f->saddr : f->daddr, f->alen, NFT_REG32_00);
 		e = nftnl_expr_alloc("hash");
 		nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_TYPE, NFT_HASH_JENKINS);
@@ -1526,7 +1506,7 @@ static void chain_rules(struct batch *bt, const char *name, const struct dchain 
 	 * ip saddr map @aff == i, refresh the entry, dnat to @backends[i . <entry>] */
 	for (uint32_t i = 0; aff && i < c->nslots; i++) {
 		r = rule_new(bt, name);
-		x_payload(r, NFT_PAYLOAD_NETWORK_HEADER, f->saddr, f->alen, NFT_REG32_00);
+		nftb_payload_reg(r, NFT_PAYLOAD_NETWORK_HEADER, f->saddr, f->alen, NFT_REG32_00);
 		x_lookup(r, aff, NFT_REG32_00, (int)R32(f->aw));
 		x_cmp_reg(r, R32(f->aw), &i, 4);
 		x_imm(r, NFT_REG32_00, &i, 4);
