@@ -318,6 +318,8 @@ struct peer {
 	bool as4, refresh, mpfam[BGP_NFAM];
 	struct bgp_open ropen;
 	struct ipaddr local; /* our address on the session */
+	int ll_oif; /* the kernel's interface towards the peer, for link-local next hops
+		       * (looked up on the first such route of the session; 0 = not yet) */
 	/* graceful restart helper */
 	bool stale[BGP_NFAM];
 	monotime_t stale_until;
@@ -826,9 +828,12 @@ static int nh_oif(struct bgp *b, struct rt *r, const struct ipaddr *nh)
 	for (struct path *pa = rt_paths(r); pa; pa = pa->next) {
 		struct ipaddr a;
 		struct nl_route kr;
-		if (pa->peer && nh_link_local(pa, AF_INET6, &a) && ip_eq(&a, nh) &&
-		    nl_route_get(b->nl, &pa->peer->cfg.addr, &kr) == 0)
-			return kr.oif;
+		if (!pa->peer || !nh_link_local(pa, AF_INET6, &a) || !ip_eq(&a, nh))
+			continue;
+		if (!pa->peer->ll_oif && nl_route_get(b->nl, &pa->peer->cfg.addr, &kr) == 0)
+			pa->peer->ll_oif = kr.oif;
+		if (pa->peer->ll_oif)
+			return pa->peer->ll_oif;
 	}
 	return 0;
 }
@@ -1395,6 +1400,7 @@ static void peer_established(struct peer *p, struct conn *c)
 	c->state = ST_ESTABLISHED;
 	p->est = c;
 	p->retry_at = 0;
+	p->ll_oif = 0;
 	p->up_since = monotime_now();
 	p->error[0] = '\0';
 	p->ropen = c->remote;
